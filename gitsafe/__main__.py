@@ -1,0 +1,3 @@
+from gitsafe.cli import main
+
+main()

@@ -1,0 +1,207 @@
+"""The ``gitsafe`` command line: parse, call the core, render, exit with the documented code.
+
+Data (``--json``) goes to stdout, messages to stderr, so a hook can pipe the report cleanly.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from gitsafe import settings as S
+from gitsafe._version import __version__
+from gitsafe.report import Report
+
+app = typer.Typer(
+    name="gitsafe",
+    help="Converge a shared deploy checkout to a clean, current REMOTE/BRANCH, losing nothing.",
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+RemoteArg = Annotated[
+    Optional[str],  # noqa: UP007 - typer needs Optional at runtime on 3.10
+    typer.Argument(help="Remote name. Default: the current branch's upstream remote, else origin."),
+]
+BranchArg = Annotated[
+    Optional[str],  # noqa: UP007
+    typer.Argument(help="Branch. Default: the upstream's branch, else the current branch."),
+]
+DirOpt = Annotated[
+    Optional[str],  # noqa: UP007
+    typer.Option("-C", help="Run as if started in this directory (like git -C).", metavar="PATH"),
+]
+ExcludeOpt = Annotated[
+    Optional[list[str]],  # noqa: UP007
+    typer.Option(
+        "-e",
+        "--exclude",
+        help=f"Keep untracked paths matching this gitignore-style pattern (repeatable). "
+        f"Adds to {S.ENV_EXCLUDE} (colon-separated) and git config gitsafe.exclude.",
+        metavar="PATTERN",
+    ),
+]
+ReportOpt = Annotated[
+    Optional[str],  # noqa: UP007
+    typer.Option(
+        "--report",
+        help=f"Write the JSON report here. Default: {S.ENV_REPORT}, git config gitsafe.report, "
+        "else <gitdir>/gitsafe/last-report.json.",
+        metavar="PATH",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")]
+
+_global_dir: str | None = None
+
+
+def _version(value: bool) -> None:
+    if value:
+        import pygit2
+
+        typer.echo(
+            f"gitsafe {__version__} (pygit2 {pygit2.__version__}, libgit2 {pygit2.LIBGIT2_VERSION})"
+        )
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_callback(
+    directory: DirOpt = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show versions and exit."),
+    ] = False,
+) -> None:
+    """gitsafe: heal a deploy checkout, then pull."""
+    global _global_dir
+    _global_dir = directory
+
+
+def _where(directory: str | None) -> str:
+    chosen = directory or _global_dir or "."
+    return chosen
+
+
+def _finish(report: Report, as_json: bool, quiet: bool) -> None:
+    from rich.console import Console
+
+    from gitsafe.render import render
+
+    if as_json:
+        sys.stdout.write(report.to_json_text())
+        sys.stdout.flush()
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    if not quiet:
+        render(report, console)
+    elif report.error:
+        console.print(f"gitsafe {report.command}: {report.error['message']}", markup=False)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def pull(
+    remote: RemoteArg = None,
+    branch: BranchArg = None,
+    directory: DirOpt = None,
+    exclude: ExcludeOpt = None,
+    report: ReportOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    lock_timeout: Annotated[
+        Optional[float],  # noqa: UP007
+        typer.Option(
+            "--lock-timeout",
+            help=f"Seconds to wait for a git lock held by another process (default "
+            f"{S.DEFAULT_LOCK_TIMEOUT:g}; {S.ENV_LOCK_TIMEOUT}, gitsafe.lockTimeout).",
+            metavar="SECONDS",
+        ),
+    ] = None,
+    stale_lock_age: Annotated[
+        Optional[float],  # noqa: UP007
+        typer.Option(
+            "--stale-lock-age",
+            help=f"A lock older than this that no process holds is stale and removed (default "
+            f"{S.DEFAULT_STALE_LOCK_AGE:g}; {S.ENV_STALE_LOCK_AGE}, gitsafe.staleLockAge).",
+            metavar="SECONDS",
+        ),
+    ] = None,
+) -> None:
+    """Heal the checkout and bring it to REMOTE/BRANCH.
+
+    Exit codes: 0 the checkout now equals REMOTE/BRANCH; 1 the pull failed and a rerun can
+    converge; 2 usage or configuration error, refused repository, not a git work tree.
+    """
+    from gitsafe.core import pull as run_pull
+
+    result = run_pull(
+        _where(directory),
+        remote,
+        branch,
+        exclude=exclude or [],
+        report_path=report,
+        lock_timeout=lock_timeout,
+        stale_lock_age=stale_lock_age,
+        quiet_git=quiet,
+    )
+    _finish(result, as_json, quiet)
+
+
+@app.command()
+def doctor(
+    remote: RemoteArg = None,
+    branch: BranchArg = None,
+    directory: DirOpt = None,
+    exclude: ExcludeOpt = None,
+    report: Annotated[
+        Optional[str],  # noqa: UP007
+        typer.Option("--report", help="Also write the JSON report here.", metavar="PATH"),
+    ] = None,
+    fetch: Annotated[
+        bool,
+        typer.Option("--fetch", help="Fetch first (updates only the remote-tracking ref)."),
+    ] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show what a pull would do, changing nothing.
+
+    Exit codes: 0 nothing to heal; 1 a pull would heal; 2 no plan could be made (usage,
+    configuration, refused repository, not a git work tree, fetch failure).
+    """
+    from gitsafe.core import doctor as run_doctor
+
+    result = run_doctor(
+        _where(directory), remote, branch, exclude=exclude or [], fetch_first=fetch,
+        report_path=report,
+    )
+    _finish(result, as_json, quiet)
+
+
+@app.command()
+def demo(
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the demo directory and print its path.")
+    ] = False,
+) -> None:
+    """Build a throw-away origin and a dirty deploy base, then doctor and heal it."""
+    from gitsafe.demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("gitsafe: interrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

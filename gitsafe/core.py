@@ -1,0 +1,370 @@
+"""``pull`` and ``doctor``: the Python API, returning reports rather than raising.
+
+Both build the same :class:`Plan`; ``doctor`` stops there, ``pull`` executes it.  Operational
+failures become reports with outcome ``failed`` (or ``refused``), so a caller's deploy hook never
+crashes on them; only misuse (wrong argument types) raises.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pygit2
+
+from gitsafe import execute, ignore, locks
+from gitsafe.errors import GitsafeError, Refused, UsageError
+from gitsafe.index_stat import read_index
+from gitsafe.plan import Commit, Item, Lock, TreeFiles, WorkTreeChanges, flatten_tree, plan_worktree
+from gitsafe.remote import Source, choose, current_branch, fetch, tracking_tip
+from gitsafe.report import Report, redact_url, write_atomic
+from gitsafe.repository import (
+    Checkout,
+    excludes_file,
+    filemode,
+    leftover_state,
+    open_checkout,
+    refusals,
+)
+from gitsafe.settings import Settings, resolve
+from gitsafe.worktree import TreeView
+
+_MAX_LISTED_COMMITS = 1000
+
+
+@dataclass
+class Plan:
+    """Everything a pull would do to one checkout; ``as_json`` is what ``doctor --json`` prints."""
+
+    source: Source
+    head: pygit2.Oid | None
+    target: pygit2.Oid
+    on_branch: str | None
+    changes: WorkTreeChanges
+    target_tree: pygit2.Tree
+    target_files: TreeFiles
+    drop_commits: list[Commit] = field(default_factory=list)
+    drop_commits_total: int = 0
+    clear_state: list[str] = field(default_factory=list)
+    stale_locks: list[Lock] = field(default_factory=list)
+    busy_locks: list[Lock] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+
+    @property
+    def switch_branch(self) -> bool:
+        return self.on_branch != self.source.branch
+
+    @property
+    def needs_heal(self) -> bool:
+        c = self.changes
+        return bool(
+            c.restore or c.remove or c.overwrite or self.drop_commits or self.clear_state
+            or self.stale_locks or self.switch_branch
+        )
+
+    @property
+    def moves(self) -> bool:
+        return self.head != self.target
+
+    def as_json(self) -> dict[str, Any]:
+        c = self.changes
+        return {
+            "remote": self.source.remote,
+            "branch": self.source.branch,
+            "head": str(self.head) if self.head else None,
+            "target": str(self.target),
+            "on_branch": self.on_branch,
+            "switch_branch": self.switch_branch,
+            "restore": [i.as_json() for i in c.restore],
+            "remove": [i.as_json() for i in c.remove],
+            "keep": [i.as_json() for i in c.keep],
+            "overwrite_ignored": [i.as_json() for i in c.overwrite],
+            "incoming": [i.as_json() for i in c.incoming],
+            "drop_commits": [x.as_json() for x in self.drop_commits],
+            "drop_commits_total": self.drop_commits_total,
+            "clear_state": list(self.clear_state),
+            "stale_locks": [x.as_json() for x in self.stale_locks],
+            "busy_locks": [x.as_json() for x in self.busy_locks],
+            "refusals": list(self.refusals),
+        }
+
+
+def _commit_tree(repo: pygit2.Repository, oid: pygit2.Oid | None) -> pygit2.Tree | None:
+    if oid is None:
+        return None
+    commit = repo[oid].peel(pygit2.Commit)
+    return commit.tree
+
+
+def _dropped_commits(
+    repo: pygit2.Repository, tips: list[pygit2.Oid], target: pygit2.Oid
+) -> tuple[list[Commit], int]:
+    if not tips:
+        return [], 0
+    walker = repo.walk(tips[0], pygit2.enums.SortMode.TOPOLOGICAL)
+    for tip in tips[1:]:
+        walker.push(tip)
+    walker.hide(target)
+    listed: list[Commit] = []
+    total = 0
+    for commit in walker:
+        total += 1
+        if len(listed) < _MAX_LISTED_COMMITS:
+            listed.append(Commit(str(commit.id), commit.message.split("\n", 1)[0]))
+    return listed, total
+
+
+def _rules(co: Checkout, settings: Settings) -> ignore.ExcludeRules:
+    files = [ignore.read_exclude_file(os.path.join(co.commondir, "info", "exclude"), "info/exclude")]
+    xfile = excludes_file(co)
+    if xfile:
+        files.append(ignore.read_exclude_file(xfile, "core.excludesFile"))
+    return ignore.ExcludeRules(ignore.cmdline_patterns(list(settings.excludes.value)), tuple(files))
+
+
+def build_plan(
+    co: Checkout, source: Source, target: pygit2.Oid, settings: Settings, lock_survey: bool = True
+) -> Plan:
+    """The read-only plan for converging ``co`` onto ``target``."""
+    repo = co.repo
+    head = None if repo.head_is_unborn else repo.head.target
+    target_tree = _commit_tree(repo, target)
+    assert target_tree is not None
+    reasons = refusals(co, target_tree, target)
+    index = read_index(repo, os.path.join(co.gitdir, "index"))
+    head_files = flatten_tree(_commit_tree(repo, head))
+    target_files = flatten_tree(target_tree)
+    changes = plan_worktree(
+        repo, TreeView(co.workdir), index, head_files, target_files, _rules(co, settings),
+        filemode(co),
+    )
+    on_branch = current_branch(repo)
+    tips = []
+    if head is not None and on_branch != source.branch and repo.head_is_detached:
+        tips.append(head)
+    local = repo.references.get(f"refs/heads/{source.branch}")
+    if local is not None and isinstance(local.target, pygit2.Oid):
+        tips.append(local.target)
+    elif head is not None and on_branch == source.branch:
+        tips.append(head)
+    dropped, total = _dropped_commits(repo, tips, target)
+    all_locks = (
+        locks.survey(co.gitdir, co.commondir, settings.stale_lock_age.value) if lock_survey else []
+    )
+    return Plan(
+        source=source,
+        head=head,
+        target=target,
+        on_branch=on_branch,
+        changes=changes,
+        target_tree=target_tree,
+        target_files=target_files,
+        drop_commits=dropped,
+        drop_commits_total=total,
+        clear_state=leftover_state(co),
+        stale_locks=[x for x in all_locks if x.stale],
+        busy_locks=[x for x in all_locks if not x.stale],
+        refusals=reasons,
+    )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _default_report_path(co: Checkout) -> str:
+    return os.path.join(co.gitdir, "gitsafe", "last-report.json")
+
+
+def _prepare(
+    path: str | os.PathLike[str],
+    remote: str | None,
+    branch: str | None,
+    env: Mapping[str, str] | None,
+    out: Report,
+    **flags: Any,
+) -> tuple[Checkout, Settings, Source]:
+    report = out
+    co = open_checkout(os.fspath(path))
+    report.repo = co.workdir
+    settings = resolve(co.repo.config, env, **flags)
+    report.settings = settings.as_json()
+    if settings.report.value:
+        report.report_path = settings.report.value
+    if co.repo.head_is_unborn:
+        raise Refused(f"{co.workdir}: HEAD is unborn (no commit yet); clone the deploy base first")
+    source = choose(co.repo, remote, branch)
+    report.remote = {"name": source.remote, "url": redact_url(source.url)}
+    report.branch = source.branch
+    report.head_before = str(co.repo.head.target)
+    return co, settings, source
+
+
+def _check_types(path: object, remote: object, branch: object, exclude: object) -> list[str]:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError("path must be a str or os.PathLike")
+    for name, value in (("remote", remote), ("branch", branch)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a str or None")
+    if isinstance(exclude, str) or not isinstance(exclude, Sequence):
+        raise TypeError("exclude must be a sequence of str")
+    if not all(isinstance(p, str) for p in exclude):
+        raise TypeError("exclude must be a sequence of str")
+    return list(exclude)
+
+
+def _fail(report: Report, error: GitsafeError) -> None:
+    report.outcome = "refused" if isinstance(error, Refused) else "failed"
+    report.exit_code = error.exit_code
+    report.error = {"kind": error.kind, "message": error.message}
+
+
+def doctor(
+    path: str | os.PathLike[str] = ".",
+    remote: str | None = None,
+    branch: str | None = None,
+    *,
+    exclude: Sequence[str] = (),
+    fetch_first: bool = False,
+    report_path: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Report:
+    """Compute what ``pull`` would do, changing nothing (exit code 0 clean, 1 would heal)."""
+    patterns = _check_types(path, remote, branch, exclude)
+    started, t0 = _now(), time.monotonic()
+    report = Report("doctor", started_at=started)
+    try:
+        co, settings, source = _prepare(
+            path, remote, branch, env, report, exclude=patterns, report=report_path
+        )
+        report.report_path = report_path  # doctor writes a report only when asked
+        if fetch_first:
+            target = fetch(co.repo, source, keep_fetch_head=False)
+        else:
+            tip = tracking_tip(co.repo, source)
+            if tip is None:
+                raise GitsafeError(
+                    f"no {source.tracking_ref} yet: run 'gitsafe doctor --fetch' to fetch it"
+                )
+            target = tip
+        report.target = str(target)
+        plan = build_plan(co, source, target, settings)
+        report.plan = plan.as_json()
+        if plan.refusals:
+            raise Refused("refusing: " + "; ".join(plan.refusals))
+        if plan.needs_heal:
+            report.outcome, report.exit_code = "would-heal", 1
+        elif plan.moves:
+            report.outcome, report.exit_code = "would-fast-forward", 0
+        else:
+            report.outcome, report.exit_code = "up-to-date", 0
+    except GitsafeError as e:
+        _fail(report, e)
+        report.exit_code = 2  # doctor: 2 whenever no plan could be given
+    report.duration_ms = int((time.monotonic() - t0) * 1000)
+    if report_path:
+        _save(report, report_path)
+    return report
+
+
+def pull(
+    path: str | os.PathLike[str] = ".",
+    remote: str | None = None,
+    branch: str | None = None,
+    *,
+    exclude: Sequence[str] = (),
+    report_path: str | None = None,
+    lock_timeout: float | None = None,
+    stale_lock_age: float | None = None,
+    env: Mapping[str, str] | None = None,
+    quiet_git: bool = False,
+) -> Report:
+    """Converge the checkout to REMOTE/BRANCH and report what was done."""
+    patterns = _check_types(path, remote, branch, exclude)
+    started, t0 = _now(), time.monotonic()
+    report = Report("pull", started_at=started)
+    co: Checkout | None = None
+    try:
+        co, settings, source = _prepare(
+            path, remote, branch, env, report,
+            exclude=patterns, report=report_path, lock_timeout=lock_timeout,
+            stale_lock_age=stale_lock_age,
+        )
+        if report.report_path is None:
+            report.report_path = _default_report_path(co)
+        if not settings.enabled.value:
+            _disabled_pull(co, source, report, quiet_git)
+        else:
+            _converge(co, settings, source, report)
+    except GitsafeError as e:
+        _fail(report, e)
+    except OSError as e:
+        _fail(report, GitsafeError(f"I/O error: {e}"))
+    if co is not None and not co.repo.head_is_unborn:
+        report.head_after = str(co.repo.head.target)
+    report.duration_ms = int((time.monotonic() - t0) * 1000)
+    if report.report_path:
+        _save(report, report.report_path)
+    return report
+
+
+def _save(report: Report, path: str) -> None:
+    try:
+        write_atomic(path, report.to_json_text())
+    except OSError as e:
+        report.warnings.append(f"could not write the report to {path}: {e.strerror or e}")
+
+
+def _converge(co: Checkout, settings: Settings, source: Source, report: Report) -> None:
+    repo = co.repo
+    early = refusals(co, None, None)
+    if early:
+        raise Refused("refusing: " + "; ".join(early))
+    removed_locks = locks.settle(
+        co.gitdir, co.commondir, settings.stale_lock_age.value, settings.lock_timeout.value
+    )
+    target = fetch(repo, source)
+    report.target = str(target)
+    plan = build_plan(co, source, target, settings, lock_survey=False)
+    plan.stale_locks = removed_locks
+    report.plan = plan.as_json()
+    if plan.refusals:
+        raise Refused("refusing: " + "; ".join(plan.refusals))
+    heal = plan.needs_heal
+    if plan.clear_state:
+        execute.clear_state(co.gitdir, co.commondir, plan.clear_state)
+    execute.reset_worktree(repo, co.workdir, plan.target_tree, plan.target_files, plan.changes)
+    execute.move_branch(repo, source.remote, source.branch, target, plan.head)
+    failed = execute.clean_worktree(co.workdir, plan.changes.clean)
+    if failed:
+        raise GitsafeError(
+            f"could not remove {len(failed)} untracked path(s): {', '.join(failed[:5])}",
+            paths=failed,
+        )
+    if heal:
+        report.outcome = "healed"
+    elif plan.moves:
+        report.outcome = "fast-forwarded"
+    else:
+        report.outcome = "up-to-date"
+    report.exit_code = 0
+
+
+def _disabled_pull(co: Checkout, source: Source, report: Report, quiet: bool) -> None:
+    """The kill-switch: plain ``git pull REMOTE BRANCH``, the one place gitsafe runs git."""
+    cmd = ["git", "pull", *(["--quiet"] if quiet else []), source.remote, source.branch]
+    try:
+        # git's own output goes to stderr so that stdout stays machine-readable (--json).
+        proc = subprocess.run(cmd, cwd=co.workdir, stdout=sys.stderr, check=False)
+    except FileNotFoundError:
+        raise UsageError("gitsafe is disabled (GITSAFE_ENABLED) and no git binary is on PATH") from None
+    report.outcome = "disabled"
+    report.exit_code = 0 if proc.returncode == 0 else 1
+    if proc.returncode != 0:
+        report.error = {"kind": "git-pull", "message": f"git pull exited {proc.returncode}"}

@@ -1,0 +1,141 @@
+"""The index with its stat data, and git's rule for trusting it.
+
+pygit2's ``IndexEntry`` carries only path, id and mode; the cached stat data that lets git skip
+hashing unchanged files is reachable only through libgit2's C struct, which pygit2 exposes via
+its cffi module.  Reading it here lets gitsafe decide "unchanged" exactly as git's
+``ie_match_stat`` does (mtime and ctime to the nanosecond, inode, owner, size, and the racy-git
+rule), and writing it back lets the next run skip hashing too.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as st
+from dataclasses import dataclass
+
+import pygit2
+from pygit2.ffi import C, ffi
+
+MODE_FILE = 0o100644
+MODE_EXEC = 0o100755
+MODE_LINK = 0o120000
+MODE_GITLINK = 0o160000
+MODE_TREE = 0o040000
+
+_U32 = 0xFFFFFFFF
+_STAGE_MASK = 0x3000
+_STAGE_SHIFT = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    path: str
+    mode: int
+    oid: pygit2.Oid
+    stage: int
+    # ctime sec, ctime nsec, mtime sec, mtime nsec, dev, ino, uid, gid, size
+    stat: tuple[int, int, int, int, int, int, int, int, int]
+
+
+@dataclass
+class IndexSnapshot:
+    entries: dict[str, Entry]  # stage 0 only
+    conflicted: dict[str, list[Entry]]  # stages 1-3 by path
+    mtime_ns: int  # the index file's own mtime: entries at or after it are racy
+
+    def stat_clean(self, entry: Entry, lst: os.stat_result) -> bool:
+        """git's ie_match_stat, strict form: True only when the cached stat proves the content.
+
+        ``core.trustctime`` and ``core.checkStat`` are treated as their defaults (true, all).
+        """
+        c_sec, c_nsec, m_sec, m_nsec, _dev, ino, uid, gid, size = entry.stat
+        if (
+            m_sec != (int(lst.st_mtime) & _U32)
+            or m_nsec != lst.st_mtime_ns % 1_000_000_000
+            or c_sec != (int(lst.st_ctime) & _U32)
+            or c_nsec != lst.st_ctime_ns % 1_000_000_000
+            or ino != (lst.st_ino & _U32)
+            or uid != (lst.st_uid & _U32)
+            or gid != (lst.st_gid & _U32)
+            or size != (lst.st_size & _U32)
+        ):
+            return False
+        if size == 0 and lst.st_size != 0:
+            return False  # a smudged (racily clean) entry
+        # Racy git: a file modified in the same tick the index was written can look unchanged.
+        entry_mtime_ns = m_sec * 1_000_000_000 + m_nsec
+        return entry_mtime_ns < self.mtime_ns
+
+
+def _entry_from_c(centry: object) -> Entry:
+    c = centry  # cffi struct pointer
+    mode = int(c.mode)  # type: ignore[attr-defined]
+    return Entry(
+        path=os.fsdecode(ffi.string(c.path)),  # type: ignore[attr-defined]
+        mode=mode,
+        oid=pygit2.Oid(raw=bytes(ffi.buffer(c.id.id, 20))),  # type: ignore[attr-defined]
+        stage=(int(c.flags) & _STAGE_MASK) >> _STAGE_SHIFT,  # type: ignore[attr-defined]
+        stat=(
+            int(c.ctime.seconds) & _U32,  # type: ignore[attr-defined]
+            int(c.ctime.nanoseconds),  # type: ignore[attr-defined]
+            int(c.mtime.seconds) & _U32,  # type: ignore[attr-defined]
+            int(c.mtime.nanoseconds),  # type: ignore[attr-defined]
+            int(c.dev),  # type: ignore[attr-defined]
+            int(c.ino),  # type: ignore[attr-defined]
+            int(c.uid),  # type: ignore[attr-defined]
+            int(c.gid),  # type: ignore[attr-defined]
+            int(c.file_size),  # type: ignore[attr-defined]
+        ),
+    )
+
+
+def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
+    index = repo.index
+    index.read(force=True)
+    entries: dict[str, Entry] = {}
+    conflicted: dict[str, list[Entry]] = {}
+    handle = index._index
+    for n in range(C.git_index_entrycount(handle)):
+        e = _entry_from_c(C.git_index_get_byindex(handle, n))
+        if e.stage:
+            conflicted.setdefault(e.path, []).append(e)
+        else:
+            entries[e.path] = e
+    try:
+        mtime_ns = os.stat(index_path).st_mtime_ns
+    except FileNotFoundError:
+        mtime_ns = 0
+    return IndexSnapshot(entries, conflicted, mtime_ns)
+
+
+def add_with_stat(
+    index: pygit2.Index, path: str, mode: int, oid: pygit2.Oid, lst: os.stat_result | None
+) -> None:
+    """Add a stage-0 entry carrying ``lst`` as its cached stat data (zeros when None)."""
+    centry = ffi.new("git_index_entry *")
+    cpath = ffi.new("char[]", os.fsencode(path))
+    centry.path = cpath
+    centry.mode = mode
+    ffi.memmove(centry.id.id, oid.raw, 20)
+    if lst is not None:
+        centry.ctime.seconds = int(lst.st_ctime) & 0x7FFFFFFF
+        centry.ctime.nanoseconds = lst.st_ctime_ns % 1_000_000_000
+        centry.mtime.seconds = int(lst.st_mtime) & 0x7FFFFFFF
+        centry.mtime.nanoseconds = lst.st_mtime_ns % 1_000_000_000
+        centry.dev = lst.st_dev & _U32
+        centry.ino = lst.st_ino & _U32
+        centry.uid = lst.st_uid & _U32
+        centry.gid = lst.st_gid & _U32
+        centry.file_size = lst.st_size & _U32
+    err = C.git_index_add(index._index, centry)
+    if err < 0:
+        raise pygit2.GitError(f"cannot add {path!r} to the index (libgit2 error {err})")
+
+
+def worktree_mode(lst: os.stat_result) -> int | None:
+    """The git mode a work tree entry would be recorded with, None for dirs and specials."""
+    if st.S_ISLNK(lst.st_mode):
+        return MODE_LINK
+    if st.S_ISREG(lst.st_mode):
+        return MODE_EXEC if lst.st_mode & 0o100 else MODE_FILE
+    return None

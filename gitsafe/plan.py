@@ -1,0 +1,393 @@
+"""The plan: a read-only computation of everything a pull would do.
+
+``doctor`` prints it and ``pull`` executes it, so the preview and the action cannot disagree.  It
+predicts the end state of ``git reset --hard TARGET && git clean -fd -e P...`` without running
+either: one pass over the tracked paths decides what the reset rewrites and deletes, then one walk
+of the work tree *as the reset will leave it* decides what the clean removes and keeps, with the
+ignore rules in force after the reset (the target's ``.gitignore`` files, not the current ones).
+"""
+
+from __future__ import annotations
+
+import os
+import stat as st
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pygit2
+
+from gitsafe import ignore
+from gitsafe.index_stat import (
+    MODE_EXEC,
+    MODE_GITLINK,
+    MODE_LINK,
+    IndexSnapshot,
+    worktree_mode,
+)
+from gitsafe.worktree import TreeView, is_nested_repository
+
+TreeFiles = dict[str, tuple[int, pygit2.Oid]]
+
+
+@dataclass(frozen=True)
+class Item:
+    path: str
+    reason: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    subject: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"sha": self.sha, "subject": self.subject}
+
+
+@dataclass(frozen=True)
+class Lock:
+    path: str
+    age_seconds: float
+    held_by: tuple[int, ...]
+    stale: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "age_seconds": round(self.age_seconds, 3),
+            "held_by": list(self.held_by),
+            "stale": self.stale,
+        }
+
+
+@dataclass
+class WorkTreeChanges:
+    """What the reset and the clean do to the work tree (paths relative to its top)."""
+
+    restore: list[Item] = field(default_factory=list)  # dirt on tracked paths, vs HEAD
+    incoming: list[Item] = field(default_factory=list)  # HEAD -> target changes
+    overwrite: list[Item] = field(default_factory=list)  # untracked things the reset replaces
+    remove: list[Item] = field(default_factory=list)  # what the clean removes
+    keep: list[Item] = field(default_factory=list)  # untracked things the clean keeps, and why
+    # Execution detail, not part of the printed plan:
+    writes: list[str] = field(default_factory=list)  # target paths to (re)create
+    deletes: list[str] = field(default_factory=list)  # tracked paths absent from the target
+    blockers: list[str] = field(default_factory=list)  # non-directories in the way of writes
+    clean: list[tuple[str, bool]] = field(default_factory=list)  # (path, is_dir) to remove
+    verified: set[str] = field(default_factory=set)  # hashed and equal to the target: re-stat
+
+
+def flatten_tree(tree: pygit2.Tree | None) -> TreeFiles:
+    """Every non-tree entry of ``tree`` by path (libgit2 walks it; Python only reads)."""
+    if tree is None:
+        return {}
+    index = pygit2.Index()
+    index.read_tree(tree)
+    return {e.path: (e.mode, e.id) for e in index}
+
+
+def tree_dirs(files: Iterable[str]) -> set[str]:
+    dirs: set[str] = set()
+    for path in files:
+        parent = path.rpartition("/")[0]
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+    return dirs
+
+
+def _kind(lst: os.stat_result | None) -> str:
+    if lst is None:
+        return "missing"
+    if st.S_ISDIR(lst.st_mode):
+        return "dir"
+    if st.S_ISLNK(lst.st_mode):
+        return "link"
+    if st.S_ISREG(lst.st_mode):
+        return "file"
+    return "other"
+
+
+class _Analysis:
+    """The state needed while planning; discarded afterwards."""
+
+    def __init__(
+        self,
+        repo: pygit2.Repository,
+        view: TreeView,
+        index: IndexSnapshot,
+        head: TreeFiles,
+        target: TreeFiles,
+        rules: ignore.ExcludeRules,
+        filemode: bool,
+    ) -> None:
+        self.repo = repo
+        self.view = view
+        self.index = index
+        self.head = head
+        self.target = target
+        self.target_dirs = tree_dirs(target)
+        self.rules = rules
+        self.filemode = filemode
+        self._oids: dict[str, pygit2.Oid | None] = {}
+        self.changes = WorkTreeChanges()
+        self.reset_rmdirs: set[str] = set()
+
+    # -- content ---------------------------------------------------------------------------
+
+    def worktree_oid(self, path: str, lst: os.stat_result) -> pygit2.Oid | None:
+        """The blob id the work tree content at ``path`` would get, trusting the stat cache
+        only where git would."""
+        if path in self._oids:
+            return self._oids[path]
+        mode = worktree_mode(lst)
+        oid: pygit2.Oid | None = None
+        entry = self.index.entries.get(path)
+        if (
+            mode is not None
+            and entry is not None
+            and (entry.mode == MODE_LINK) == (mode == MODE_LINK)
+            and entry.mode != MODE_GITLINK
+            and self.index.stat_clean(entry, lst)
+        ):
+            oid = entry.oid
+        elif mode == MODE_LINK:
+            oid = pygit2.hash(os.readlink(os.fsencode(self.view.abspath(path))))
+        elif mode is not None:
+            try:
+                oid = self.repo.hashfile(self.view.abspath(path), as_path=path)
+            except (OSError, pygit2.GitError):
+                oid = None
+        self._oids[path] = oid
+        return oid
+
+    def matches(self, path: str, lst: os.stat_result | None, spec: tuple[int, pygit2.Oid]) -> bool:
+        """Does the work tree at ``path`` hold exactly ``spec`` (mode and content)?"""
+        mode, oid = spec
+        kind = _kind(lst)
+        if mode == MODE_GITLINK:
+            return kind == "dir"
+        if lst is None or kind not in ("file", "link"):
+            return False
+        if (mode == MODE_LINK) != (kind == "link"):
+            return False
+        if kind == "file" and self.filemode and (mode == MODE_EXEC) != bool(lst.st_mode & 0o100):
+            return False
+        return self.worktree_oid(path, lst) == oid
+
+    # -- ignore rules after the reset --------------------------------------------------------
+
+    def gitignore_after_reset(self, base: bytes) -> bytes | None:
+        """The content ``base/.gitignore`` will have once the reset is done."""
+        path = os.fsdecode(base + b".gitignore")
+        spec = self.target.get(path)
+        if spec is not None:
+            mode, oid = spec
+            if mode == MODE_LINK or mode == MODE_GITLINK:
+                return None  # git never follows a symlinked .gitignore
+            blob = self.repo[oid]
+            assert isinstance(blob, pygit2.Blob)
+            return blob.data
+        if path in self.index.entries:
+            return None  # tracked, absent from the target: the reset deletes it
+        parent = os.fsdecode(base.rstrip(b"/"))
+        if parent and (parent in self.reset_rmdirs or not self.view.is_dir(parent)):
+            return None
+        return ignore.read_worktree_gitignore(os.fsencode(self.view.root), base)
+
+    def ignored_by(self, path: str, is_dir: bool) -> ignore.Pattern | None:
+        return ignore.decide(self.rules, os.fsencode(path), is_dir, self.gitignore_after_reset)
+
+    # -- the reset ----------------------------------------------------------------------------
+
+    def analyse_tracked(self) -> None:
+        ch = self.changes
+        index = self.index
+        paths = set(self.head) | set(index.entries) | set(self.target) | set(index.conflicted)
+        blockers: set[str] = set()
+        for path in sorted(paths):
+            t = self.target.get(path)
+            entry = index.entries.get(path)
+            h = self.head.get(path)
+            lst = self.view.lstat(path)
+            kind = _kind(lst)
+
+            reasons = []
+            if path in index.conflicted:
+                reasons.append("unmerged")
+            i_spec = (entry.mode, entry.oid) if entry is not None else None
+            if i_spec != h and path not in index.conflicted:
+                reasons.append("staged")
+            if entry is not None and entry.mode != MODE_GITLINK:
+                if kind == "missing":
+                    reasons.append("deleted")
+                elif kind not in ("file", "link") or (entry.mode == MODE_LINK) != (kind == "link"):
+                    reasons.append("typechange")
+                elif not self.matches(path, lst, (entry.mode, entry.oid)):
+                    same_content = self.worktree_oid(path, lst) == entry.oid
+                    reasons.append("mode" if same_content else "modified")
+            if reasons:
+                ch.restore.append(Item(path, ", ".join(reasons)))
+
+            if h != t:
+                what = "added" if h is None else "deleted" if t is None else "modified"
+                ch.incoming.append(Item(path, what))
+
+            if t is not None:
+                if not self.matches(path, lst, t):
+                    ch.writes.append(path)
+                    if entry is None and kind != "missing" and path not in index.conflicted:
+                        ch.overwrite.append(Item(path, self._overwrite_reason(path, kind)))
+                    elif kind == "dir" and t[0] != MODE_GITLINK:
+                        ch.overwrite.append(Item(path + "/", "directory replaced by a file"))
+                elif kind == "file" and self._oids.get(path) is not None:
+                    ch.verified.add(path)
+                blocker = self.view.first_non_dir_ancestor(path)
+                if blocker is not None and blocker not in blockers:
+                    blockers.add(blocker)
+                    if blocker not in index.entries:
+                        blocker_kind = _kind(self.view.lstat(blocker))
+                        ch.overwrite.append(
+                            Item(blocker, self._overwrite_reason(blocker, blocker_kind))
+                        )
+            elif entry is not None and kind in ("file", "link", "other"):
+                ch.deletes.append(path)
+        ch.blockers = sorted(blockers)
+        self._reset_removed_dirs()
+
+    def _overwrite_reason(self, path: str, kind: str) -> str:
+        noun = {"dir": "directory", "link": "symlink"}.get(kind, "file")
+        pattern = self.ignored_by(path, kind == "dir")
+        if pattern is not None:
+            return f"ignored {noun} ({pattern.describe()}) replaced by tracked content"
+        return f"untracked {noun} replaced by tracked content"
+
+    def _reset_removed_dirs(self) -> None:
+        """Directories git's reset removes because deleting tracked files emptied them.
+
+        git tries ``rmdir`` on each parent of a deleted file, going up while it succeeds; a
+        directory that held anything else (untracked, ignored, a kept file) stays.
+        """
+        deleted = set(self.changes.deletes)
+        candidates = tree_dirs(deleted)
+        removed: set[str] = set()
+        for d in sorted(candidates, key=lambda p: p.count("/"), reverse=True):
+            if not self.view.is_dir(d):
+                continue
+            names = [e.name for e in self.view.listdir(d)]
+            if all(f"{d}/{n}" in deleted or f"{d}/{n}" in removed for n in names):
+                removed.add(d)
+        self.reset_rmdirs = removed
+
+    # -- the clean ------------------------------------------------------------------------------
+
+    def analyse_untracked(self) -> None:
+        root_list = ignore.read_dir_list(self.gitignore_after_reset(b""), b"")
+        self._walk("", (root_list,), None)
+
+    def _walk(
+        self,
+        d: str,
+        lists: tuple[ignore.PatternList, ...],
+        excluded_parent: ignore.Pattern | None,
+    ) -> tuple[bool, list[tuple[str, bool]], list[Item]]:
+        """Walk directory ``d`` of the post-reset tree.
+
+        Returns (something inside must stay, removals, keeps) the way git's fill_directory plus
+        correct_untracked_entries decide: an untracked directory with nothing to keep inside goes
+        as a whole; one with something to keep stays and loses only its removable content.
+        """
+        ch = self.changes
+        keep_inside = False
+        removals: list[tuple[str, bool]] = []
+        keeps: list[Item] = []
+        if d and d in self.reset_rmdirs:
+            return False, removals, keeps
+        for entry in self.view.listdir(d):
+            name = entry.name
+            path = f"{d}/{name}" if d else name
+            if name == ".git":
+                continue  # never listed by git; goes only with its parent
+            lst = self.view.lstat(path)
+            kind = _kind(lst)
+            if path in self.target:
+                continue
+            if path in self.target_dirs:
+                if kind == "dir":
+                    sub_excluded = excluded_parent or self._excluded(lists, path, True)
+                    sub_lists = lists if sub_excluded else self._push(lists, path)
+                    _, sub_removals, sub_keeps = self._walk(path, sub_lists, sub_excluded)
+                    removals.extend(sub_removals)
+                    keeps.extend(sub_keeps)
+                continue
+            if kind in ("file", "link", "other") and path in self.index.entries:
+                continue  # the reset deletes it
+            if path in self.reset_rmdirs:
+                continue
+            if kind == "other":
+                continue  # git lists no sockets or fifos; they go only with their parent
+            is_dir = kind == "dir"
+            pattern = excluded_parent or self._excluded(lists, path, is_dir)
+            if pattern is not None:
+                keep_inside = True
+                keeps.append(Item(path + ("/" if is_dir else ""), _keep_reason(pattern)))
+                continue
+            if not is_dir:
+                removals.append((path, False))
+                continue
+            if is_nested_repository(self.view.abspath(path)):
+                keep_inside = True
+                keeps.append(Item(path + "/", "nested repository"))
+                continue
+            sub_keep, sub_removals, sub_keeps = self._walk(path, self._push(lists, path), None)
+            keeps.extend(sub_keeps)
+            if sub_keep:
+                keep_inside = True
+                removals.extend(sub_removals)
+            else:
+                removals.append((path, True))
+        if not d:
+            ch.clean = removals
+            ch.remove = [
+                Item(p + ("/" if is_dir else ""), "untracked directory" if is_dir else "untracked")
+                for p, is_dir in removals
+            ]
+            ch.keep = keeps
+        return keep_inside, removals, keeps
+
+    def _excluded(
+        self, lists: tuple[ignore.PatternList, ...], path: str, is_dir: bool
+    ) -> ignore.Pattern | None:
+        hit = self.rules.match(lists, os.fsencode(path), is_dir)
+        return hit if hit is not None and not hit.negative else None
+
+    def _push(
+        self, lists: tuple[ignore.PatternList, ...], d: str
+    ) -> tuple[ignore.PatternList, ...]:
+        base = os.fsencode(d) + b"/"
+        return (*lists, ignore.read_dir_list(self.gitignore_after_reset(base), base))
+
+
+def _keep_reason(pattern: ignore.Pattern) -> str:
+    if pattern.source == "--exclude":
+        return f"excluded by --exclude {os.fsdecode(pattern.text)}"
+    return f"ignored ({pattern.describe()})"
+
+
+def plan_worktree(
+    repo: pygit2.Repository,
+    view: TreeView,
+    index: IndexSnapshot,
+    head: TreeFiles,
+    target: TreeFiles,
+    rules: ignore.ExcludeRules,
+    filemode: bool = True,
+) -> WorkTreeChanges:
+    analysis = _Analysis(repo, view, index, head, target, rules, filemode)
+    analysis.analyse_tracked()
+    analysis.analyse_untracked()
+    return analysis.changes

@@ -1,0 +1,147 @@
+"""Choosing REMOTE/BRANCH and fetching it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pygit2
+
+from gitsafe.errors import FetchFailed, UsageError
+from gitsafe.report import redact_url
+
+
+@dataclass(frozen=True)
+class Source:
+    remote: str
+    branch: str
+    url: str | None
+
+    @property
+    def tracking_ref(self) -> str:
+        return f"refs/remotes/{self.remote}/{self.branch}"
+
+    @property
+    def refspec(self) -> str:
+        # Always forced: a force-pushed branch must still be fetched, whatever the configured
+        # refspec says (git fetch rejects a non-fast-forward update of a "+"-less refspec).
+        return f"+refs/heads/{self.branch}:{self.tracking_ref}"
+
+
+def current_branch(repo: pygit2.Repository) -> str | None:
+    if repo.head_is_detached:
+        return None
+    try:
+        ref = repo.references["HEAD"].target
+    except KeyError:
+        return None
+    if isinstance(ref, str) and ref.startswith("refs/heads/"):
+        return ref[len("refs/heads/") :]
+    return None
+
+
+def _upstream(repo: pygit2.Repository, branch: str | None) -> tuple[str, str] | None:
+    if branch is None:
+        return None
+    config = repo.config
+    try:
+        remote = str(config[f"branch.{branch}.remote"])
+        merge = str(config[f"branch.{branch}.merge"])
+    except (KeyError, pygit2.GitError):
+        return None
+    if remote == "." or not merge.startswith("refs/heads/"):
+        return None
+    return remote, merge[len("refs/heads/") :]
+
+
+def choose(repo: pygit2.Repository, remote: str | None, branch: str | None) -> Source:
+    """REMOTE and BRANCH as given, else the current branch's upstream, else origin/<current>."""
+    current = current_branch(repo)
+    upstream = _upstream(repo, current)
+    if remote is None:
+        remote = upstream[0] if upstream else "origin"
+    if branch is None:
+        if upstream and upstream[0] == remote:
+            branch = upstream[1]
+        elif current is not None:
+            branch = current
+        else:
+            raise UsageError(
+                "HEAD is detached and has no upstream: name the branch, "
+                f"e.g. 'gitsafe pull {remote} main'"
+            )
+    if not branch or branch.startswith("-") or not pygit2.reference_is_valid_name(
+        f"refs/heads/{branch}"
+    ):
+        raise UsageError(f"invalid branch name {branch!r}")
+    try:
+        url = repo.remotes[remote].url
+    except (KeyError, ValueError):
+        raise UsageError(f"unknown remote {remote!r}: no 'remote.{remote}.url' configured") from None
+    return Source(remote, branch, url)
+
+
+@contextlib.contextmanager
+def _preserved(path: str) -> Iterator[None]:
+    """Restore ``path`` (or its absence) afterwards: doctor --fetch must not leave FETCH_HEAD."""
+    try:
+        with open(path, "rb") as f:
+            saved: bytes | None = f.read()
+    except FileNotFoundError:
+        saved = None
+    try:
+        yield
+    finally:
+        if saved is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        else:
+            with open(path, "wb") as f:
+                f.write(saved)
+
+
+def fetch(repo: pygit2.Repository, source: Source, keep_fetch_head: bool = True) -> pygit2.Oid:
+    """Fetch BRANCH into its remote-tracking ref; return the tip the server advertised."""
+    remote = repo.remotes[source.remote]
+    fetch_head = os.path.join(repo.path, "FETCH_HEAD")
+    guard = contextlib.nullcontext() if keep_fetch_head else _preserved(fetch_head)
+    try:
+        with guard:
+            remote.fetch(
+                refspecs=[source.refspec], message=f"gitsafe: fetch {source.remote} {source.branch}"
+            )
+            heads = remote.list_heads(connect=False)
+    except pygit2.GitError as e:
+        raise FetchFailed(
+            f"fetch from {source.remote} ({redact_url(source.url)}) failed: "
+            f"{_redact_message(str(e), source.url)}"
+        ) from None
+    wanted = f"refs/heads/{source.branch}"
+    advertised = next((h.oid for h in heads if h.name == wanted), None)
+    if advertised is None:
+        raise FetchFailed(
+            f"branch {source.branch!r} not found on remote {source.remote} "
+            f"({redact_url(source.url)})"
+        )
+    tracking = repo.references.get(source.tracking_ref)
+    if tracking is None or tracking.target != advertised:
+        raise FetchFailed(
+            f"fetched {source.tracking_ref} does not match the advertised tip {advertised}"
+        )
+    return advertised
+
+
+def _redact_message(message: str, url: str | None) -> str:
+    if url and url in message:
+        message = message.replace(url, redact_url(url) or "***")
+    return message
+
+
+def tracking_tip(repo: pygit2.Repository, source: Source) -> pygit2.Oid | None:
+    ref = repo.references.get(source.tracking_ref)
+    if ref is None:
+        return None
+    target = ref.resolve().target
+    return target if isinstance(target, pygit2.Oid) else None

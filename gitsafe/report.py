@@ -1,0 +1,126 @@
+"""The report (the JSON "sentinel" other tools read) and its atomic write."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from gitsafe._version import __version__
+
+SCHEMA = "gitsafe.report/1"
+
+OUTCOMES_PULL = ("up-to-date", "fast-forwarded", "healed", "refused", "failed", "disabled")
+OUTCOMES_DOCTOR = ("up-to-date", "would-fast-forward", "would-heal", "refused", "failed")
+
+_SCP_LIKE = re.compile(r"^(?P<user>[^@/]+)@(?P<host>[^:/]+):(?P<path>.*)$")
+
+
+def redact_url(url: str | None) -> str | None:
+    """A remote URL safe to print: passwords and tokens in the user part become ``***``.
+
+    ``https://token@host`` carries a secret in the user name, so for http(s) any user info is
+    hidden; ssh user names (``git@host``) are not secrets and stay.
+    """
+    if url is None:
+        return None
+    if _SCP_LIKE.match(url) and "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if not parts.netloc or "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, has_password, _ = userinfo.partition(":")
+    if parts.scheme in ("http", "https", "ftp", "ftps") or has_password:
+        safe_user = "***" if not has_password and parts.scheme.startswith(("http", "ftp")) else user
+        userinfo = f"{safe_user}:***" if has_password else safe_user
+    return urlunsplit((parts.scheme, f"{userinfo}@{hostport}", parts.path, parts.query, ""))
+
+
+@dataclass
+class Report:
+    """What a pull or doctor did or would do; ``as_json`` is the documented report object."""
+
+    command: str
+    outcome: str = "failed"
+    exit_code: int = 1
+    repo: str | None = None
+    remote: dict[str, str | None] = field(default_factory=lambda: {"name": None, "url": None})
+    branch: str | None = None
+    head_before: str | None = None
+    head_after: str | None = None
+    target: str | None = None
+    started_at: str = ""
+    duration_ms: int = 0
+    plan: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    report_path: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "tool_version": __version__,
+            "command": self.command,
+            "outcome": self.outcome,
+            "exit_code": self.exit_code,
+            "repo": self.repo,
+            "remote": self.remote,
+            "branch": self.branch,
+            "head_before": self.head_before,
+            "head_after": self.head_after,
+            "target": self.target,
+            "started_at": self.started_at,
+            "duration_ms": self.duration_ms,
+            "plan": self.plan,
+            "error": self.error,
+            "settings": self.settings,
+            "report_path": self.report_path,
+            "warnings": self.warnings,
+        }
+
+    def to_json_text(self) -> str:
+        return json.dumps(self.as_json(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same directory, fsync and rename.
+
+    The rename replaces a symlink at ``path`` rather than writing through it.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".gitsafe-report-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -1,0 +1,199 @@
+"""Opening a deploy checkout and the read-only checks made before anything is touched."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+import pygit2
+
+from gitsafe.errors import NotARepository, Refused, UsageError
+from gitsafe.index_stat import MODE_GITLINK, MODE_LINK
+
+# Leftover operation state git leaves in the git directory (relative names).  ``git reset --hard``
+# clears only the merge/cherry-pick/revert files; a deploy base must converge, so gitsafe clears
+# rebases, bisects and the sequencer too.
+STATE_FILES = (
+    "MERGE_HEAD",
+    "MERGE_MSG",
+    "MERGE_MODE",
+    "MERGE_RR",
+    "AUTO_MERGE",
+    "SQUASH_MSG",
+    "CHERRY_PICK_HEAD",
+    "REVERT_HEAD",
+    "BISECT_LOG",
+    "BISECT_START",
+    "BISECT_EXPECTED_REV",
+    "BISECT_ANCESTORS_OK",
+    "BISECT_NAMES",
+    "BISECT_RUN",
+    "BISECT_TERMS",
+    "BISECT_FIRST_PARENT",
+    "BISECT_HEAD",
+)
+STATE_DIRS = ("rebase-merge", "rebase-apply", "sequencer", "refs/bisect")
+
+
+@dataclass(frozen=True)
+class Checkout:
+    repo: pygit2.Repository
+    workdir: str  # absolute, no trailing slash
+    gitdir: str  # per-worktree git directory, no trailing slash
+    commondir: str
+
+
+def open_checkout(path: str) -> Checkout:
+    """Open the work tree containing ``path`` (like ``git -C path``)."""
+    if not os.path.isdir(path):
+        raise UsageError(f"cannot change to {path!r}: no such directory")
+    try:
+        found = pygit2.discover_repository(path)
+    except pygit2.GitError as e:
+        raise NotARepository(f"not a git repository: {path} ({e})") from None
+    if found is None:
+        raise NotARepository(f"not a git repository (or any parent): {os.path.abspath(path)}")
+    try:
+        repo = pygit2.Repository(found)
+    except pygit2.GitError as e:
+        message = str(e)
+        if "objectformat" in message.lower() or "sha256" in message.lower():
+            raise Refused(f"refusing {found}: sha256 repositories are not supported") from None
+        raise NotARepository(f"cannot open repository {found}: {message}") from None
+    if repo.is_bare or repo.workdir is None:
+        raise NotARepository(f"{found.rstrip('/')} is a bare repository: there is no work tree")
+    gitdir = repo.path.rstrip("/")
+    common = gitdir
+    commondir_file = os.path.join(gitdir, "commondir")
+    if os.path.exists(commondir_file):
+        with open(commondir_file) as f:
+            common = os.path.normpath(os.path.join(gitdir, f.read().strip()))
+    return Checkout(repo, repo.workdir.rstrip("/"), gitdir, common)
+
+
+def _config_bool(config: pygit2.Config, name: str) -> bool:
+    try:
+        return bool(config.get_bool(name))
+    except (KeyError, pygit2.GitError, ValueError):
+        return False
+
+
+def refusals(co: Checkout, target: pygit2.Tree | None, target_commit: pygit2.Oid | None) -> list[str]:
+    """Reasons libgit2 cannot reproduce git's checkout here; empty when it can."""
+    config = co.repo.config
+    reasons = []
+    try:
+        fmt = str(config["extensions.objectFormat"]).lower()
+    except (KeyError, pygit2.GitError):
+        fmt = "sha1"
+    if fmt != "sha1":
+        reasons.append(f"object format {fmt}: only sha1 repositories are supported")
+    if _config_bool(config, "core.sparseCheckout"):
+        reasons.append("sparse checkout (core.sparseCheckout) is enabled")
+    if _config_bool(config, "index.sparse"):
+        reasons.append("a sparse index (index.sparse) is enabled")
+    if _config_bool(config, "core.splitIndex") or glob.glob(
+        os.path.join(glob.escape(co.gitdir), "sharedindex.*")
+    ):
+        reasons.append("the index is split (core.splitIndex / sharedindex files)")
+    if target is not None:
+        reasons.extend(_attribute_refusals(co, target, target_commit))
+    return reasons
+
+
+def _attribute_refusals(
+    co: Checkout, target: pygit2.Tree, target_commit: pygit2.Oid | None
+) -> list[str]:
+    """Paths whose checkout needs a filter driver (git-lfs, say) or an encoding conversion."""
+    sources: list[bytes] = []
+    index = pygit2.Index()
+    index.read_tree(target)
+    paths = []
+    for e in index:
+        if e.mode in (MODE_LINK, MODE_GITLINK):
+            paths.append(None)
+            continue
+        paths.append(e.path)
+        if e.path == ".gitattributes" or e.path.endswith("/.gitattributes"):
+            blob = co.repo[e.id]
+            if isinstance(blob, pygit2.Blob):
+                sources.append(blob.data)
+    for extra in (os.path.join(co.commondir, "info", "attributes"), _attributes_file(co)):
+        if extra and os.path.isfile(extra):
+            with open(extra, "rb") as f:
+                sources.append(f.read())
+    text = b"\n".join(sources)
+    if b"filter" not in text and b"working-tree-encoding" not in text:
+        return []
+    from pygit2.enums import AttrCheck
+
+    flags = AttrCheck.INCLUDE_COMMIT | AttrCheck.NO_SYSTEM if target_commit else AttrCheck.FILE_THEN_INDEX
+    filtered: list[str] = []
+    encoded: list[str] = []
+    for path in paths:
+        if path is None:
+            continue
+        value = co.repo.get_attr(path, "filter", flags=flags, commit=target_commit)
+        if isinstance(value, str) and value:
+            filtered.append(f"{path} (filter={value})")
+        enc = co.repo.get_attr(path, "working-tree-encoding", flags=flags, commit=target_commit)
+        if isinstance(enc, str) and enc:
+            encoded.append(f"{path} (working-tree-encoding={enc})")
+    reasons = []
+    if filtered:
+        reasons.append(
+            "paths need a filter driver libgit2 cannot run: " + _first(filtered)
+        )
+    if encoded:
+        reasons.append("paths need a working-tree-encoding conversion: " + _first(encoded))
+    return reasons
+
+
+def _first(items: list[str], n: int = 5) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _attributes_file(co: Checkout) -> str | None:
+    try:
+        value = str(co.repo.config["core.attributesFile"])
+    except (KeyError, pygit2.GitError):
+        xdg = os.environ.get("XDG_CONFIG_HOME") or (
+            os.path.join(os.environ["HOME"], ".config") if "HOME" in os.environ else None
+        )
+        return os.path.join(xdg, "git", "attributes") if xdg else None
+    return os.path.expanduser(value)
+
+
+def excludes_file(co: Checkout) -> str | None:
+    """core.excludesFile, or its XDG default, as git resolves it."""
+    try:
+        value = str(co.repo.config["core.excludesFile"])
+    except (KeyError, pygit2.GitError):
+        xdg = os.environ.get("XDG_CONFIG_HOME") or (
+            os.path.join(os.environ["HOME"], ".config") if os.environ.get("HOME") else None
+        )
+        return os.path.join(xdg, "git", "ignore") if xdg else None
+    value = os.path.expanduser(value)
+    return value if os.path.isabs(value) else os.path.join(co.workdir, value)
+
+
+def leftover_state(co: Checkout) -> list[str]:
+    """Operation state files and directories present in the git directory."""
+    found = []
+    for name in STATE_FILES:
+        if os.path.lexists(os.path.join(co.gitdir, name)):
+            found.append(name)
+    for name in STATE_DIRS:
+        base = co.commondir if name.startswith("refs/") else co.gitdir
+        if os.path.lexists(os.path.join(base, name)):
+            found.append(name + "/")
+    return found
+
+
+def filemode(co: Checkout) -> bool:
+    try:
+        return bool(co.repo.config.get_bool("core.fileMode"))
+    except (KeyError, pygit2.GitError, ValueError):
+        return True

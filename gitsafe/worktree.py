@@ -1,0 +1,131 @@
+"""Read-only questions about the work tree, answered the way git answers them."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat as st
+from functools import lru_cache
+
+_HEX40 = re.compile(rb"[0-9a-f]{40}")
+_HEX64 = re.compile(rb"[0-9a-f]{64}")
+
+
+def _validate_headref(path: str) -> bool:
+    """git's validate_headref: a refs/ symlink, a "ref: refs/..." file, or a hex object id."""
+    try:
+        lst = os.lstat(path)
+    except OSError:
+        return False
+    if st.S_ISLNK(lst.st_mode):
+        try:
+            return os.readlink(os.fsencode(path)).startswith(b"refs/")
+        except OSError:
+            return False
+    try:
+        with open(path, "rb") as f:
+            buf = f.read(255)
+    except OSError:
+        return False
+    if buf.startswith(b"ref:"):
+        return buf[4:].lstrip(b" \t\n\r\v\f").startswith(b"refs/")
+    return bool(_HEX40.match(buf) or _HEX64.match(buf))
+
+
+def is_git_directory(suspect: str) -> bool:
+    """git's is_git_directory: HEAD is valid, objects/ and refs/ are searchable."""
+    if not _validate_headref(os.path.join(suspect, "HEAD")):
+        return False
+    common = suspect
+    try:
+        with open(os.path.join(suspect, "commondir"), "rb") as f:
+            rel = f.read().rstrip(b"\n").rstrip(b"\r")
+        common = os.path.join(suspect, os.fsdecode(rel))
+    except OSError:
+        pass
+    return os.access(os.path.join(common, "objects"), os.X_OK) and os.access(
+        os.path.join(common, "refs"), os.X_OK
+    )
+
+
+def is_nested_repository(path: str) -> bool:
+    """git's is_nonbare_repository_dir: ``path/.git`` is a git directory or a gitfile to one.
+
+    An empty ``.git`` directory or a gitfile pointing nowhere does not count, exactly as in
+    ``git clean``; a gitfile that exists but cannot be opened or read does count (git errs on the
+    side of keeping it).
+    """
+    dotgit = os.path.join(path, ".git")
+    try:
+        info = os.stat(dotgit)
+    except OSError:
+        return False
+    if st.S_ISDIR(info.st_mode):
+        return is_git_directory(dotgit)
+    if not st.S_ISREG(info.st_mode):
+        return False
+    try:
+        with open(dotgit, "rb") as f:
+            buf = f.read(1 << 20)
+    except OSError:
+        return True  # READ_GITFILE_ERR_OPEN_FAILED / READ_FAILED: git keeps it
+    if not buf.startswith(b"gitdir: "):
+        return False
+    target = buf[len(b"gitdir: ") :].rstrip(b"\r\n")
+    if not target:
+        return False
+    target_path = os.fsdecode(target)
+    if not os.path.isabs(target_path):
+        target_path = os.path.join(path, target_path)
+    return is_git_directory(target_path)
+
+
+class TreeView:
+    """lstat answers for one work tree, never following a symlink below its top.
+
+    ``kind`` says what a path is as git would see it: a path behind a symlinked or non-directory
+    leading component does not exist for git (``has_symlink_leading_path``), so it does not
+    exist here either.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def abspath(self, path: str) -> str:
+        return os.path.join(self.root, path) if path else self.root
+
+    @lru_cache(maxsize=None)  # noqa: B019 - one view lives for one plan
+    def lstat(self, path: str) -> os.stat_result | None:
+        """lstat of ``path`` if every leading component is a real directory, else None."""
+        if path:
+            parent = path.rpartition("/")[0]
+            parent_stat = self.lstat(parent)
+            if parent_stat is None or not st.S_ISDIR(parent_stat.st_mode):
+                return None
+        try:
+            return os.lstat(self.abspath(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def is_dir(self, path: str) -> bool:
+        lst = self.lstat(path)
+        return lst is not None and st.S_ISDIR(lst.st_mode)
+
+    def first_non_dir_ancestor(self, path: str) -> str | None:
+        """The shallowest leading component of ``path`` that exists but is not a directory."""
+        parts = path.split("/")[:-1]
+        prefix = ""
+        for part in parts:
+            prefix = f"{prefix}/{part}" if prefix else part
+            lst = self.lstat(prefix)
+            if lst is None:
+                return None
+            if not st.S_ISDIR(lst.st_mode):
+                return prefix
+        return None
+
+    def listdir(self, path: str) -> list[os.DirEntry[str]]:
+        if not self.is_dir(path):
+            return []
+        with os.scandir(self.abspath(path)) as it:
+            return sorted(it, key=lambda e: e.name)

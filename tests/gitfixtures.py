@@ -1,0 +1,123 @@
+"""Real repositories for tests: a bare origin, deploy clones, the git CLI as the oracle."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+Snapshot = dict[str, tuple[object, ...]]
+
+
+def git(cwd: str | os.PathLike[str], *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, check=False,
+        env={**os.environ, **(env or {})},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"git {' '.join(args)} failed ({proc.returncode}) in {cwd}:\n"
+            f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}"
+        )
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+def write(root: str | os.PathLike[str], rel: str, content: str | bytes = "x\n", mode: int | None = None) -> Path:
+    path = Path(root, rel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    if mode is not None:
+        path.chmod(mode)
+    return path
+
+
+def commit_all(repo: str | os.PathLike[str], message: str = "change") -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+class Origin:
+    """A bare origin fed through a scratch work tree ("upstream")."""
+
+    def __init__(self, base: Path, files: dict[str, str | bytes] | None = None) -> None:
+        self.bare = base / "origin.git"
+        self.work = base / "upstream"
+        git(base, "init", "-q", "--bare", "-b", "main", str(self.bare))
+        git(base, "clone", "-q", str(self.bare), str(self.work))
+        for rel, content in (files or {"README.md": "hello\n"}).items():
+            write(self.work, rel, content)
+        self.push("initial")
+
+    def push(self, message: str = "change", branch: str = "main", force: bool = False) -> str:
+        sha = commit_all(self.work, message)
+        git(self.work, "push", "-q", *(["--force"] if force else []), "origin", f"HEAD:{branch}")
+        return sha
+
+    def clone(self, dest: Path) -> Path:
+        git(dest.parent, "clone", "-q", str(self.bare), str(dest))
+        return dest
+
+
+def snapshot(root: str | os.PathLike[str], skip_git: bool = True) -> Snapshot:
+    """Every entry below ``root``: directories (empty ones too), files with content and exec bit,
+    symlinks with their target.  The top-level ``.git`` is left out."""
+    result: Snapshot = {}
+    root = os.fspath(root)
+
+    def visit(rel: str) -> None:
+        full = os.path.join(root, rel) if rel else root
+        for name in sorted(os.listdir(full)):
+            child = f"{rel}/{name}" if rel else name
+            if skip_git and child == ".git":
+                continue
+            path = os.path.join(root, child)
+            lst = os.lstat(path)
+            if stat.S_ISLNK(lst.st_mode):
+                result[child] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(lst.st_mode):
+                result[child] = ("dir",)
+                visit(child)
+            elif stat.S_ISREG(lst.st_mode):
+                with open(path, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+                result[child] = ("file", bool(lst.st_mode & 0o100), digest)
+            else:
+                result[child] = ("other", stat.S_IFMT(lst.st_mode))
+
+    visit("")
+    return result
+
+
+def diff_snapshots(a: Snapshot, b: Snapshot) -> list[str]:
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            lines.append(f"{key}: gitsafe={a.get(key)} git={b.get(key)}")
+    return lines
+
+
+def copy_checkout(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+def git_sequence(checkout: Path, remote: str, branch: str, excludes: Sequence[str] = ()) -> None:
+    """The command sequence gitsafe must be equivalent to."""
+    git(checkout, "fetch", "-q", remote, branch)
+    git(checkout, "reset", "-q", "--hard", f"{remote}/{branch}")
+    args: list[str] = []
+    for p in excludes:
+        args += ["-e", p]
+    git(checkout, "clean", "-q", "-f", "-d", *args)
+    git(checkout, "pull", "-q", "--no-rebase", remote, branch)
+
+
+def status_porcelain(checkout: Path, extra: Iterable[str] = ()) -> str:
+    return git(checkout, "status", "--porcelain", "--ignored", *extra)
