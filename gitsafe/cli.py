@@ -6,7 +6,7 @@ Data (``--json``) goes to stdout, messages to stderr, so a hook can pipe the rep
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,19 +24,19 @@ app = typer.Typer(
 )
 
 RemoteArg = Annotated[
-    Optional[str],  # noqa: UP007 - typer needs Optional at runtime on 3.10
+    str | None,
     typer.Argument(help="Remote name. Default: the current branch's upstream remote, else origin."),
 ]
 BranchArg = Annotated[
-    Optional[str],  # noqa: UP007
+    str | None,
     typer.Argument(help="Branch. Default: the upstream's branch, else the current branch."),
 ]
 DirOpt = Annotated[
-    Optional[str],  # noqa: UP007
+    str | None,
     typer.Option("-C", help="Run as if started in this directory (like git -C).", metavar="PATH"),
 ]
 ExcludeOpt = Annotated[
-    Optional[list[str]],  # noqa: UP007
+    list[str] | None,
     typer.Option(
         "-e",
         "--exclude",
@@ -46,7 +46,7 @@ ExcludeOpt = Annotated[
     ),
 ]
 ReportOpt = Annotated[
-    Optional[str],  # noqa: UP007
+    str | None,
     typer.Option(
         "--report",
         help=f"Write the JSON report here. Default: {S.ENV_REPORT}, git config gitsafe.report, "
@@ -64,8 +64,9 @@ def _version(value: bool) -> None:
     if value:
         import pygit2
 
+        pygit2_version = getattr(pygit2, "__version__", "?")
         typer.echo(
-            f"gitsafe {__version__} (pygit2 {pygit2.__version__}, libgit2 {pygit2.LIBGIT2_VERSION})"
+            f"gitsafe {__version__} (pygit2 {pygit2_version}, libgit2 {pygit2.LIBGIT2_VERSION})"
         )
         raise typer.Exit(0)
 
@@ -114,7 +115,7 @@ def pull(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     lock_timeout: Annotated[
-        Optional[float],  # noqa: UP007
+        float | None,
         typer.Option(
             "--lock-timeout",
             help=f"Seconds to wait for a git lock held by another process (default "
@@ -123,7 +124,7 @@ def pull(
         ),
     ] = None,
     stale_lock_age: Annotated[
-        Optional[float],  # noqa: UP007
+        float | None,
         typer.Option(
             "--stale-lock-age",
             help=f"A lock older than this that no process holds is stale and removed (default "
@@ -159,7 +160,7 @@ def doctor(
     directory: DirOpt = None,
     exclude: ExcludeOpt = None,
     report: Annotated[
-        Optional[str],  # noqa: UP007
+        str | None,
         typer.Option("--report", help="Also write the JSON report here.", metavar="PATH"),
     ] = None,
     fetch: Annotated[

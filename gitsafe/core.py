@@ -21,7 +21,7 @@ import pygit2
 from gitsafe import execute, ignore, locks
 from gitsafe.errors import GitsafeError, Refused, UsageError
 from gitsafe.index_stat import read_index
-from gitsafe.plan import Commit, Item, Lock, TreeFiles, WorkTreeChanges, flatten_tree, plan_worktree
+from gitsafe.plan import Commit, Lock, TreeFiles, WorkTreeChanges, flatten_tree, plan_worktree
 from gitsafe.remote import Source, choose, current_branch, fetch, tracking_tip
 from gitsafe.report import Report, redact_url, write_atomic
 from gitsafe.repository import (
@@ -55,6 +55,7 @@ class Plan:
     stale_locks: list[Lock] = field(default_factory=list)
     busy_locks: list[Lock] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    fetched: bool = True  # False: the target is the remote-tracking ref as last fetched
 
     @property
     def switch_branch(self) -> bool:
@@ -79,6 +80,7 @@ class Plan:
             "branch": self.source.branch,
             "head": str(self.head) if self.head else None,
             "target": str(self.target),
+            "fetched": self.fetched,
             "on_branch": self.on_branch,
             "switch_branch": self.switch_branch,
             "restore": [i.as_json() for i in c.restore],
@@ -121,7 +123,8 @@ def _dropped_commits(
 
 
 def _rules(co: Checkout, settings: Settings) -> ignore.ExcludeRules:
-    files = [ignore.read_exclude_file(os.path.join(co.commondir, "info", "exclude"), "info/exclude")]
+    info_exclude = os.path.join(co.commondir, "info", "exclude")
+    files = [ignore.read_exclude_file(info_exclude, "info/exclude")]
     xfile = excludes_file(co)
     if xfile:
         files.append(ignore.read_exclude_file(xfile, "core.excludesFile"))
@@ -133,7 +136,7 @@ def build_plan(
 ) -> Plan:
     """The read-only plan for converging ``co`` onto ``target``."""
     repo = co.repo
-    head = None if repo.head_is_unborn else repo.head.target
+    head = None if repo.head_is_unborn else repo.head.peel(pygit2.Commit).id
     target_tree = _commit_tree(repo, target)
     assert target_tree is not None
     reasons = refusals(co, target_tree, target)
@@ -149,8 +152,9 @@ def build_plan(
     if head is not None and on_branch != source.branch and repo.head_is_detached:
         tips.append(head)
     local = repo.references.get(f"refs/heads/{source.branch}")
-    if local is not None and isinstance(local.target, pygit2.Oid):
-        tips.append(local.target)
+    local_tip = local.target if local is not None else None
+    if isinstance(local_tip, pygit2.Oid):
+        tips.append(local_tip)
     elif head is not None and on_branch == source.branch:
         tips.append(head)
     dropped, total = _dropped_commits(repo, tips, target)
@@ -255,6 +259,7 @@ def doctor(
             target = tip
         report.target = str(target)
         plan = build_plan(co, source, target, settings)
+        plan.fetched = fetch_first
         report.plan = plan.as_json()
         if plan.refusals:
             raise Refused("refusing: " + "; ".join(plan.refusals))
@@ -363,7 +368,7 @@ def _disabled_pull(co: Checkout, source: Source, report: Report, quiet: bool) ->
         # git's own output goes to stderr so that stdout stays machine-readable (--json).
         proc = subprocess.run(cmd, cwd=co.workdir, stdout=sys.stderr, check=False)
     except FileNotFoundError:
-        raise UsageError("gitsafe is disabled (GITSAFE_ENABLED) and no git binary is on PATH") from None
+        raise UsageError("gitsafe is disabled and no git binary is on PATH") from None
     report.outcome = "disabled"
     report.exit_code = 0 if proc.returncode == 0 else 1
     if proc.returncode != 0:

@@ -20,7 +20,8 @@ _REF_LOCK_LIMIT = 10_000  # never walk a huge refs/ tree looking for locks
 def candidate_locks(gitdir: str, commondir: str) -> list[str]:
     """Lock files that would block a pull, if present."""
     paths = [os.path.join(gitdir, n) for n in ("index.lock", "HEAD.lock", "ORIG_HEAD.lock")]
-    paths += [os.path.join(commondir, n) for n in ("shallow.lock", "packed-refs.lock", "config.lock")]
+    shared = ("shallow.lock", "packed-refs.lock", "config.lock")
+    paths += [os.path.join(commondir, n) for n in shared]
     seen = 0
     refs = os.path.join(commondir, "refs")
     for dirpath, _dirs, files in os.walk(refs):

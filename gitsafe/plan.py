@@ -187,7 +187,7 @@ class _Analysis:
         spec = self.target.get(path)
         if spec is not None:
             mode, oid = spec
-            if mode == MODE_LINK or mode == MODE_GITLINK:
+            if mode in (MODE_LINK, MODE_GITLINK):
                 return None  # git never follows a symlinked .gitignore
             blob = self.repo[oid]
             assert isinstance(blob, pygit2.Blob)
@@ -199,8 +199,15 @@ class _Analysis:
             return None
         return ignore.read_worktree_gitignore(os.fsencode(self.view.root), base)
 
-    def ignored_by(self, path: str, is_dir: bool) -> ignore.Pattern | None:
-        return ignore.decide(self.rules, os.fsencode(path), is_dir, self.gitignore_after_reset)
+    def ignored_now(self, path: str, is_dir: bool) -> ignore.Pattern | None:
+        """Ignored under the rules of the work tree as it is (what its owner relied on)."""
+        root = os.fsencode(self.view.root)
+        return ignore.decide(
+            self.rules,
+            os.fsencode(path),
+            is_dir,
+            lambda base: ignore.read_worktree_gitignore(root, base),
+        )
 
     # -- the reset ----------------------------------------------------------------------------
 
@@ -227,7 +234,7 @@ class _Analysis:
                     reasons.append("deleted")
                 elif kind not in ("file", "link") or (entry.mode == MODE_LINK) != (kind == "link"):
                     reasons.append("typechange")
-                elif not self.matches(path, lst, (entry.mode, entry.oid)):
+                elif lst is not None and not self.matches(path, lst, (entry.mode, entry.oid)):
                     same_content = self.worktree_oid(path, lst) == entry.oid
                     reasons.append("mode" if same_content else "modified")
             if reasons:
@@ -261,7 +268,7 @@ class _Analysis:
 
     def _overwrite_reason(self, path: str, kind: str) -> str:
         noun = {"dir": "directory", "link": "symlink"}.get(kind, "file")
-        pattern = self.ignored_by(path, kind == "dir")
+        pattern = self.ignored_now(path, kind == "dir")
         if pattern is not None:
             return f"ignored {noun} ({pattern.describe()}) replaced by tracked content"
         return f"untracked {noun} replaced by tracked content"

@@ -79,7 +79,9 @@ def choose(repo: pygit2.Repository, remote: str | None, branch: str | None) -> S
     try:
         url = repo.remotes[remote].url
     except (KeyError, ValueError):
-        raise UsageError(f"unknown remote {remote!r}: no 'remote.{remote}.url' configured") from None
+        raise UsageError(
+            f"unknown remote {remote!r}: no 'remote.{remote}.url' configured"
+        ) from None
     return Source(remote, branch, url)
 
 

@@ -29,19 +29,24 @@ def _verdict(report: Report) -> str:
     where = f"{report.remote.get('name')}/{report.branch}" if report.branch else ""
     match report.outcome:
         case "up-to-date":
-            return f"up to date with {where} ({target})"
+            return f"up to date with {where} ({target}){_stale(plan)}"
         case "fast-forwarded":
             return f"fast-forwarded to {where} ({target}), {len(plan.get('incoming', []))} path(s)"
         case "healed":
-            return f"healed and now at {where} ({target})"
+            incoming = len(plan.get("incoming", []))
+            return f"healed and now at {where} ({target}), {incoming} path(s) from upstream"
         case "would-fast-forward":
-            return f"clean; a pull would fast-forward to {where} ({target})"
+            return f"clean; a pull would fast-forward to {where} ({target}){_stale(plan)}"
         case "would-heal":
-            return f"dirty; a pull would heal it and move to {where} ({target})"
+            return f"dirty; a pull would heal it and bring it to {where} ({target}){_stale(plan)}"
         case "disabled":
             return "gitsafe is disabled: ran plain 'git pull'"
     error = report.error or {}
     return f"{report.outcome}: {error.get('message', '')}"
+
+
+def _stale(plan: dict[str, Any]) -> str:
+    return "" if plan.get("fetched", True) else " as last fetched; --fetch to ask the remote"
 
 
 def _section(console: Console, title: str, rows: list[str], style: str) -> None:
@@ -74,7 +79,8 @@ def render(report: Report, console: Console, verbose_keep: bool = True) -> None:
         )
         drops = [f"{c['sha'][:12]} {c['subject']}" for c in plan["drop_commits"]]
         _section(console, "local commits dropped" if not would else "drop commits", drops, "red")
-        _section(console, "state cleared" if not would else "clear state", plan["clear_state"], "yellow")
+        state_title = "clear state" if would else "state cleared"
+        _section(console, state_title, plan["clear_state"], "yellow")
         _section(
             console,
             "stale locks removed" if not would else "stale locks to remove",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,9 +39,10 @@ def redact_url(url: str | None) -> str | None:
         return url
     userinfo, _, hostport = parts.netloc.rpartition("@")
     user, has_password, _ = userinfo.partition(":")
-    if parts.scheme in ("http", "https", "ftp", "ftps") or has_password:
-        safe_user = "***" if not has_password and parts.scheme.startswith(("http", "ftp")) else user
-        userinfo = f"{safe_user}:***" if has_password else safe_user
+    if has_password:
+        userinfo = f"{user}:***"
+    elif parts.scheme in ("http", "https", "ftp", "ftps"):
+        userinfo = "***"
     return urlunsplit((parts.scheme, f"{userinfo}@{hostport}", parts.path, parts.query, ""))
 
 
@@ -111,10 +113,8 @@ def write_atomic(path: str, text: str) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     try:
         dfd = os.open(directory, os.O_RDONLY)

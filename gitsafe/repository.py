@@ -79,7 +79,9 @@ def _config_bool(config: pygit2.Config, name: str) -> bool:
         return False
 
 
-def refusals(co: Checkout, target: pygit2.Tree | None, target_commit: pygit2.Oid | None) -> list[str]:
+def refusals(
+    co: Checkout, target: pygit2.Tree | None, target_commit: pygit2.Oid | None
+) -> list[str]:
     """Reasons libgit2 cannot reproduce git's checkout here; empty when it can."""
     config = co.repo.config
     reasons = []
@@ -109,7 +111,7 @@ def _attribute_refusals(
     sources: list[bytes] = []
     index = pygit2.Index()
     index.read_tree(target)
-    paths = []
+    paths: list[str | None] = []
     for e in index:
         if e.mode in (MODE_LINK, MODE_GITLINK):
             paths.append(None)
@@ -128,7 +130,8 @@ def _attribute_refusals(
         return []
     from pygit2.enums import AttrCheck
 
-    flags = AttrCheck.INCLUDE_COMMIT | AttrCheck.NO_SYSTEM if target_commit else AttrCheck.FILE_THEN_INDEX
+    # Attributes as the target commit defines them, not as the (dirty) work tree does.
+    flags = AttrCheck.INCLUDE_COMMIT if target_commit else AttrCheck.FILE_THEN_INDEX
     filtered: list[str] = []
     encoded: list[str] = []
     for path in paths:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat as st
-from functools import lru_cache
+from functools import cache
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
@@ -94,7 +94,7 @@ class TreeView:
     def abspath(self, path: str) -> str:
         return os.path.join(self.root, path) if path else self.root
 
-    @lru_cache(maxsize=None)  # noqa: B019 - one view lives for one plan
+    @cache  # noqa: B019 - one view lives for one plan
     def lstat(self, path: str) -> os.stat_result | None:
         """lstat of ``path`` if every leading component is a real directory, else None."""
         if path:

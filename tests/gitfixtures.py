@@ -121,3 +121,27 @@ def git_sequence(checkout: Path, remote: str, branch: str, excludes: Sequence[st
 
 def status_porcelain(checkout: Path, extra: Iterable[str] = ()) -> str:
     return git(checkout, "status", "--porcelain", "--ignored", *extra)
+
+
+def heal_and_compare(
+    deploy: Path,
+    work: Path,
+    excludes: Sequence[str] = (),
+    remote: str = "origin",
+    branch: str = "main",
+) -> tuple[object, Path, Path]:
+    """Copy ``deploy`` twice, run gitsafe on one copy and the git sequence on the other, and
+    assert the two work trees are identical entry by entry.  Returns (report, gitsafe copy,
+    git copy)."""
+    import gitsafe
+
+    a = copy_checkout(deploy, work / "with-gitsafe")
+    b = copy_checkout(deploy, work / "with-git")
+    report = gitsafe.pull(a, remote, branch, exclude=list(excludes))
+    assert report.exit_code == 0, report.to_json_text()
+    git_sequence(b, remote, branch, excludes)
+    differences = diff_snapshots(snapshot(a), snapshot(b))
+    assert differences == [], "\n".join(differences)
+    assert git(a, "rev-parse", "HEAD") == git(b, "rev-parse", "HEAD")
+    assert status_porcelain(a) == status_porcelain(b)
+    return report, a, b

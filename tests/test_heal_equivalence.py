@@ -1,0 +1,283 @@
+"""Each test names a way a deploy base breaks, heals it with gitsafe, and checks the result
+entry by entry against what git's fetch + reset --hard + clean -fd -e + pull leaves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from gitfixtures import Origin, git, heal_and_compare, snapshot, write
+
+import gitsafe
+
+
+def test_incident_local_edit_makes_git_pull_fail_and_gitsafe_heals(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    write(origin.work, "src/config.py", "DEBUG = False\nPORT = 8080\n")
+    origin.push("upstream edits config")
+    write(deploy, "src/config.py", "DEBUG = True\n")
+    plain = subprocess.run(
+        ["git", "pull", "origin", "main"], cwd=deploy, capture_output=True, text=True
+    )
+    assert plain.returncode != 0
+    assert "would be overwritten by merge" in plain.stderr
+    report, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert report.outcome == "healed"
+    assert [i["path"] for i in report.plan["restore"]] == ["src/config.py"]
+    assert (healed / "src/config.py").read_text() == "DEBUG = False\nPORT = 8080\n"
+
+
+def test_untracked_scratch_removed_while_ignored_and_kept_files_survive(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    write(deploy, "scratch/a.txt")
+    write(deploy, "scratch/deep/b.txt")
+    write(deploy, "notes.txt")
+    write(deploy, ".env", "SECRET=1\n")
+    write(deploy, "build/out.bin", b"\0\1")
+    write(deploy, "deploy-hook.log")
+    write(deploy, ".deploy-prev-image-3")
+    write(deploy, "mixed/app.log")
+    write(deploy, "mixed/drop.txt")
+    report, healed, _ = heal_and_compare(
+        deploy, tmp_path, ["deploy-hook.log", ".deploy-prev-image-*"]
+    )
+    removed = {i["path"] for i in report.plan["remove"]}
+    assert removed == {"scratch/", "notes.txt", "mixed/drop.txt"}
+    for kept in (".env", "build/out.bin", "deploy-hook.log", ".deploy-prev-image-3", "mixed/app.log"):
+        assert (healed / kept).exists(), kept
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["/keep-top", "keepdir/", "**/deep/*.keep", "[kK]eep-[0-9]", "cache/**", "a/**/z", "*.k?p"],
+)
+def test_keep_patterns_have_exact_gitignore_semantics(
+    deploy: Path, tmp_path: Path, pattern: str
+) -> None:
+    for rel in (
+        "keep-top", "sub/keep-top", "keepdir/x", "sub/keepdir/y", "keepdir-file",
+        "x/deep/a.keep", "deep/b.keep", "Keep-1", "sub/keep-2", "keep-x", "cache/a/b",
+        "sub/cache/c", "a/z", "a/b/c/z", "b/a/z", "f.kep", "f.keep",
+    ):
+        write(deploy, rel)
+    heal_and_compare(deploy, tmp_path, [pattern])
+
+
+def test_empty_untracked_directories_are_removed(deploy: Path, tmp_path: Path) -> None:
+    (deploy / "empty/a/b").mkdir(parents=True)
+    (deploy / "src/emptysub").mkdir()
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert not (healed / "empty").exists()
+    assert not (healed / "src/emptysub").exists()
+
+
+def test_nested_repository_kept_but_lookalikes_removed(deploy: Path, tmp_path: Path) -> None:
+    nested = deploy / "vendor/real"
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q")
+    write(nested, "f.txt")
+    git(nested, "add", "f.txt")
+    git(nested, "commit", "-qm", "nested")
+    write(deploy, "vendor/loose.txt")
+    (deploy / "fake-empty/.git").mkdir(parents=True)
+    write(deploy, "fake-empty/data.txt")
+    write(deploy, "fake-file/.git", "gitdir: /nonexistent/path\n")
+    write(deploy, "fake-file/data.txt")
+    report, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / "vendor/real/f.txt").exists()
+    assert not (healed / "vendor/loose.txt").exists()
+    assert not (healed / "fake-empty").exists()
+    assert not (healed / "fake-file").exists()
+    assert {"path": "vendor/real/", "reason": "nested repository"} in report.plan["keep"]
+
+
+def test_symlinks_are_unlinked_never_followed_out_of_the_work_tree(
+    origin: Origin, tmp_path: Path
+) -> None:
+    write(origin.work, "assets/logo.txt", "logo\n")
+    origin.push("assets dir")
+    deploy = origin.clone(tmp_path / "deploy")
+    outside = tmp_path / "outside"
+    write(outside, "precious.txt", "do not touch\n")
+    write(outside, "logo.txt", "outside logo\n")
+    os.symlink(outside, deploy / "link-to-outside")
+    os.symlink(outside / "precious.txt", deploy / "file-link")
+    os.symlink("/nonexistent", deploy / "dangling")
+    # a tracked directory replaced by a symlink to the outside directory
+    for f in (deploy / "assets").iterdir():
+        f.unlink()
+    (deploy / "assets").rmdir()
+    os.symlink(outside, deploy / "assets")
+    before = snapshot(outside)
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert snapshot(outside) == before
+    assert (healed / "assets").is_dir() and not (healed / "assets").is_symlink()
+
+
+def test_type_and_mode_changes_are_restored(origin: Origin, tmp_path: Path) -> None:
+    write(origin.work, "bin/run.sh", "#!/bin/sh\n", mode=0o755)
+    write(origin.work, "data/a.txt", "a\n")
+    write(origin.work, "link", "")
+    (origin.work / "link").unlink()
+    os.symlink("README.md", origin.work / "link")
+    origin.push("modes and links")
+    deploy = origin.clone(tmp_path / "deploy")
+    (deploy / "bin/run.sh").chmod(0o644)
+    (deploy / "README.md").chmod(0o755)
+    (deploy / "data/a.txt").unlink()
+    (deploy / "data").rmdir()
+    write(deploy, "data", "now a file\n")
+    (deploy / "link").unlink()
+    write(deploy, "link", "now a regular file\n")
+    (deploy / "src/config.py").unlink()
+    os.symlink("../README.md", deploy / "src/config.py")
+    report, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert os.access(healed / "bin/run.sh", os.X_OK)
+    assert not os.access(healed / "README.md", os.X_OK)
+    assert os.readlink(healed / "link") == "README.md"
+    reasons = {i["path"]: i["reason"] for i in report.plan["restore"]}
+    assert reasons["README.md"] == "mode"
+    assert reasons["link"] == "typechange"
+
+
+def test_same_size_edit_with_restored_timestamps_is_still_restored(
+    deploy: Path, tmp_path: Path
+) -> None:
+    target = deploy / "src/config.py"
+    git(deploy, "status")  # refresh the index so its stat data is current
+    info = os.stat(target)
+    target.write_text("DEBUG = Frue\n")  # same size
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+    report, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / "src/config.py").read_text() == "DEBUG = False\n"
+    assert [i["path"] for i in report.plan["restore"]] == ["src/config.py"]
+
+
+def test_negation_below_an_ignored_directory_cannot_reinclude(
+    origin: Origin, tmp_path: Path
+) -> None:
+    write(origin.work, ".gitignore", "build/\n!build/keep.txt\nlogs/*\n!logs/important.log\n")
+    origin.push("ignore rules with negations")
+    deploy = origin.clone(tmp_path / "deploy")
+    write(deploy, "build/keep.txt")
+    write(deploy, "logs/important.log")
+    write(deploy, "logs/noise.log")
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / "build/keep.txt").exists()
+    assert not (healed / "logs/important.log").exists()
+    assert (healed / "logs/noise.log").exists()
+
+
+def test_ignore_rules_are_those_of_the_target_not_the_dirty_tree(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    write(deploy, "cache.tmp")  # untracked now; the target starts ignoring it
+    write(deploy, "local.env")  # ignored now by a local edit of .gitignore
+    write(deploy, ".gitignore", ".env\n*.log\nbuild/\nlocal.env\n")
+    write(deploy, "sub/.gitignore", "*\n")  # untracked .gitignore ignoring its own directory
+    write(deploy, "sub/data.bin")
+    write(origin.work, ".gitignore", ".env\n*.log\nbuild/\n*.tmp\n")
+    origin.push("ignore tmp files")
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / "cache.tmp").exists()
+    assert not (healed / "local.env").exists()
+    assert (healed / "sub/data.bin").exists()
+
+
+def test_ignored_file_the_target_now_tracks_is_overwritten_and_reported(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    write(deploy, ".env", "LOCAL=secret\n")
+    write(origin.work, ".gitignore", "*.log\nbuild/\n")
+    write(origin.work, ".env", "SHARED=1\n")
+    origin.push("track .env")
+    report, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / ".env").read_text() == "SHARED=1\n"
+    [item] = report.plan["overwrite_ignored"]
+    assert item["path"] == ".env" and item["reason"].startswith("ignored file")
+
+
+def test_untracked_directory_in_the_way_of_a_tracked_file(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    write(deploy, "newthing/inner.log")
+    write(deploy, "newthing/x.txt")
+    write(origin.work, "newthing", "now tracked as a file\n")
+    origin.push("newthing is a file")
+    heal_and_compare(deploy, tmp_path)
+
+
+def test_force_pushed_remote_is_followed_even_with_a_plain_refspec(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    git(deploy, "config", "remote.origin.fetch", "refs/heads/*:refs/remotes/origin/*")
+    write(origin.work, "history.txt", "rewritten\n")
+    git(origin.work, "add", "-A")
+    git(origin.work, "commit", "-q", "--amend", "-m", "rewritten history")
+    git(origin.work, "push", "-q", "--force", "origin", "HEAD:main")
+    a = tmp_path / "a"
+    git(tmp_path, "clone", "-q", str(deploy), str(a))  # unused; keeps clone semantics honest
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert report.exit_code == 0, report.to_json_text()
+    assert git(deploy, "rev-parse", "HEAD") == git(origin.work, "rev-parse", "HEAD")
+    assert report.plan["drop_commits"] and report.outcome == "healed"
+    assert (deploy / "history.txt").read_text() == "rewritten\n"
+
+
+def test_local_commit_is_dropped_and_listed(origin: Origin, deploy: Path, tmp_path: Path) -> None:
+    write(deploy, "hotfix.txt", "fix\n")
+    git(deploy, "add", "hotfix.txt")
+    git(deploy, "commit", "-qm", "hot-fix on the server")
+    report, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert [c["subject"] for c in report.plan["drop_commits"]] == ["hot-fix on the server"]
+    assert not (healed / "hotfix.txt").exists()
+
+
+def test_staged_changes_and_unmerged_paths_are_healed(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    write(deploy, "staged-new.txt")
+    git(deploy, "add", "staged-new.txt")
+    write(deploy, "README.md", "staged edit\n")
+    git(deploy, "add", "README.md")
+    git(deploy, "rm", "-q", "--cached", "src/config.py")
+    report, _, _ = heal_and_compare(deploy, tmp_path)
+    reasons = {i["path"]: i["reason"] for i in report.plan["restore"]}
+    assert reasons["README.md"].startswith("staged")
+    assert reasons["staged-new.txt"].startswith("staged")
+    assert reasons["src/config.py"].startswith("staged")
+
+
+def test_tracked_file_deleted_upstream_with_ignored_sibling(
+    origin: Origin, tmp_path: Path
+) -> None:
+    write(origin.work, "logs/keep.txt", "tracked\n")
+    write(origin.work, "gone/only.txt", "tracked\n")
+    origin.push("tracked files")
+    write(origin.work, ".gitignore", ".env\n*.log\nbuild/\ngone/\n")
+    origin.push("gone/ is ignored but still has a tracked file")
+    deploy = origin.clone(tmp_path / "deploy")
+    write(deploy, "logs/app.log")
+    git(origin.work, "rm", "-q", "-r", "logs", "gone")
+    origin.push("drop tracked files")
+    heal_and_compare(deploy, tmp_path)
+
+
+def test_odd_file_names(deploy: Path, tmp_path: Path) -> None:
+    for name in ("with space.txt", "-leading-dash", "ünïcödé.txt", "tab\tname", "new\nline",
+                 "back\\slash", "*star*", "[brackets]", "#hash", "!bang"):
+        write(deploy, f"odd/{name}")
+        write(deploy, name)
+    heal_and_compare(deploy, tmp_path, ["\\#hash", "\\!bang"])
+
+
+def test_non_utf8_file_names(deploy: Path, tmp_path: Path) -> None:
+    raw = os.path.join(os.fsencode(deploy), b"latin1-\xe9.txt")
+    with open(raw, "wb") as f:
+        f.write(b"x")
+    os.mkdir(os.path.join(os.fsencode(deploy), b"dir-\xff"))
+    heal_and_compare(deploy, tmp_path)
