@@ -178,7 +178,11 @@ def doctor(
     from gitsafe.core import doctor as run_doctor
 
     result = run_doctor(
-        _where(directory), remote, branch, exclude=exclude or [], fetch_first=fetch,
+        _where(directory),
+        remote,
+        branch,
+        exclude=exclude or [],
+        fetch_first=fetch,
         report_path=report,
     )
     _finish(result, as_json, quiet)

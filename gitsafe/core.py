@@ -65,8 +65,13 @@ class Plan:
     def needs_heal(self) -> bool:
         c = self.changes
         return bool(
-            c.restore or c.remove or c.overwrite or self.drop_commits or self.clear_state
-            or self.stale_locks or self.switch_branch
+            c.restore
+            or c.remove
+            or c.overwrite
+            or self.drop_commits
+            or self.clear_state
+            or self.stale_locks
+            or self.switch_branch
         )
 
     @property
@@ -144,7 +149,12 @@ def build_plan(
     head_files = flatten_tree(_commit_tree(repo, head))
     target_files = flatten_tree(target_tree)
     changes = plan_worktree(
-        repo, TreeView(co.workdir), index, head_files, target_files, _rules(co, settings),
+        repo,
+        TreeView(co.workdir),
+        index,
+        head_files,
+        target_files,
+        _rules(co, settings),
         filemode(co),
     )
     on_branch = current_branch(repo)
@@ -297,8 +307,14 @@ def pull(
     co: Checkout | None = None
     try:
         co, settings, source = _prepare(
-            path, remote, branch, env, report,
-            exclude=patterns, report=report_path, lock_timeout=lock_timeout,
+            path,
+            remote,
+            branch,
+            env,
+            report,
+            exclude=patterns,
+            report=report_path,
+            lock_timeout=lock_timeout,
             stale_lock_age=stale_lock_age,
         )
         if report.report_path is None:

@@ -72,8 +72,10 @@ def choose(repo: pygit2.Repository, remote: str | None, branch: str | None) -> S
                 "HEAD is detached and has no upstream: name the branch, "
                 f"e.g. 'gitsafe pull {remote} main'"
             )
-    if not branch or branch.startswith("-") or not pygit2.reference_is_valid_name(
-        f"refs/heads/{branch}"
+    if (
+        not branch
+        or branch.startswith("-")
+        or not pygit2.reference_is_valid_name(f"refs/heads/{branch}")
     ):
         raise UsageError(f"invalid branch name {branch!r}")
     try:

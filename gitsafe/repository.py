@@ -145,9 +145,7 @@ def _attribute_refusals(
             encoded.append(f"{path} (working-tree-encoding={enc})")
     reasons = []
     if filtered:
-        reasons.append(
-            "paths need a filter driver libgit2 cannot run: " + _first(filtered)
-        )
+        reasons.append("paths need a filter driver libgit2 cannot run: " + _first(filtered))
     if encoded:
         reasons.append("paths need a working-tree-encoding conversion: " + _first(encoded))
     return reasons

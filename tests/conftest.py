@@ -13,23 +13,36 @@ from pygit2.enums import ConfigLevel
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from gitfixtures import Origin  # noqa: E402
+from gitfixtures import Origin
 
 _SCRUB = (
-    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT",
-    "XDG_CONFIG_HOME", "GITSAFE_ENABLED", "GITSAFE_EXCLUDE", "GITSAFE_REPORT",
-    "GITSAFE_LOCK_TIMEOUT", "GITSAFE_STALE_LOCK_AGE",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_COMMON_DIR",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "XDG_CONFIG_HOME",
+    "GITSAFE_ENABLED",
+    "GITSAFE_EXCLUDE",
+    "GITSAFE_REPORT",
+    "GITSAFE_LOCK_TIMEOUT",
+    "GITSAFE_STALE_LOCK_AGE",
 )
 
 
 @pytest.fixture(autouse=True)
-def hermetic_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def hermetic_git(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("home")
     (home / ".gitconfig").write_text(
         "[user]\n\tname = gitsafe tests\n\temail = tests@gitsafe.invalid\n"
         "[init]\n\tdefaultBranch = main\n"
-        "[protocol \"file\"]\n\tallow = always\n"
+        '[protocol "file"]\n\tallow = always\n'
         "[advice]\n\tdetachedHead = false\n"
         "[pull]\n\trebase = false\n"
         "[core]\n\thooksPath = /dev/null\n"
@@ -58,8 +71,14 @@ def hermetic_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
 @pytest.fixture
 def origin(tmp_path: Path) -> Origin:
-    return Origin(tmp_path, {"README.md": "hello\n", "src/config.py": "DEBUG = False\n",
-                             ".gitignore": ".env\n*.log\nbuild/\n"})
+    return Origin(
+        tmp_path,
+        {
+            "README.md": "hello\n",
+            "src/config.py": "DEBUG = False\n",
+            ".gitignore": ".env\n*.log\nbuild/\n",
+        },
+    )
 
 
 @pytest.fixture

@@ -13,9 +13,14 @@ from pathlib import Path
 Snapshot = dict[str, tuple[object, ...]]
 
 
-def git(cwd: str | os.PathLike[str], *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+def git(
+    cwd: str | os.PathLike[str], *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> str:
     proc = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, check=False,
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        check=False,
         env={**os.environ, **(env or {})},
     )
     if check and proc.returncode != 0:
@@ -26,7 +31,9 @@ def git(cwd: str | os.PathLike[str], *args: str, check: bool = True, env: dict[s
     return proc.stdout.decode("utf-8", "surrogateescape")
 
 
-def write(root: str | os.PathLike[str], rel: str, content: str | bytes = "x\n", mode: int | None = None) -> Path:
+def write(
+    root: str | os.PathLike[str], rel: str, content: str | bytes = "x\n", mode: int | None = None
+) -> Path:
     path = Path(root, rel)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink() or path.is_file():

@@ -47,7 +47,13 @@ def test_untracked_scratch_removed_while_ignored_and_kept_files_survive(
     )
     removed = {i["path"] for i in report.plan["remove"]}
     assert removed == {"scratch/", "notes.txt", "mixed/drop.txt"}
-    for kept in (".env", "build/out.bin", "deploy-hook.log", ".deploy-prev-image-3", "mixed/app.log"):
+    for kept in (
+        ".env",
+        "build/out.bin",
+        "deploy-hook.log",
+        ".deploy-prev-image-3",
+        "mixed/app.log",
+    ):
         assert (healed / kept).exists(), kept
 
 
@@ -59,9 +65,23 @@ def test_keep_patterns_have_exact_gitignore_semantics(
     deploy: Path, tmp_path: Path, pattern: str
 ) -> None:
     for rel in (
-        "keep-top", "sub/keep-top", "keepdir/x", "sub/keepdir/y", "keepdir-file",
-        "x/deep/a.keep", "deep/b.keep", "Keep-1", "sub/keep-2", "keep-x", "cache/a/b",
-        "sub/cache/c", "a/z", "a/b/c/z", "b/a/z", "f.kep", "f.keep",
+        "keep-top",
+        "sub/keep-top",
+        "keepdir/x",
+        "sub/keepdir/y",
+        "keepdir-file",
+        "x/deep/a.keep",
+        "deep/b.keep",
+        "Keep-1",
+        "sub/keep-2",
+        "keep-x",
+        "cache/a/b",
+        "sub/cache/c",
+        "a/z",
+        "a/b/c/z",
+        "b/a/z",
+        "f.kep",
+        "f.keep",
     ):
         write(deploy, rel)
     heal_and_compare(deploy, tmp_path, [pattern])
@@ -252,9 +272,7 @@ def test_staged_changes_and_unmerged_paths_are_healed(
     assert reasons["src/config.py"].startswith("staged")
 
 
-def test_tracked_file_deleted_upstream_with_ignored_sibling(
-    origin: Origin, tmp_path: Path
-) -> None:
+def test_tracked_file_deleted_upstream_with_ignored_sibling(origin: Origin, tmp_path: Path) -> None:
     write(origin.work, "logs/keep.txt", "tracked\n")
     write(origin.work, "gone/only.txt", "tracked\n")
     origin.push("tracked files")
@@ -268,8 +286,18 @@ def test_tracked_file_deleted_upstream_with_ignored_sibling(
 
 
 def test_odd_file_names(deploy: Path, tmp_path: Path) -> None:
-    for name in ("with space.txt", "-leading-dash", "ünïcödé.txt", "tab\tname", "new\nline",
-                 "back\\slash", "*star*", "[brackets]", "#hash", "!bang"):
+    for name in (
+        "with space.txt",
+        "-leading-dash",
+        "ünïcödé.txt",
+        "tab\tname",
+        "new\nline",
+        "back\\slash",
+        "*star*",
+        "[brackets]",
+        "#hash",
+        "!bang",
+    ):
         write(deploy, f"odd/{name}")
         write(deploy, name)
     heal_and_compare(deploy, tmp_path, ["\\#hash", "\\!bang"])

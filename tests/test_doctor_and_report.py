@@ -1,0 +1,217 @@
+"""doctor is read-only and its plan is what pull does; every report matches the schema."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jsonschema
+import pytest
+from gitfixtures import Origin, git, snapshot, write
+
+import gitsafe
+
+SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "report.schema.json").read_text())
+
+
+def validate(report: gitsafe.Report) -> dict[str, object]:
+    data = report.as_json()
+    jsonschema.validate(data, SCHEMA)
+    return data
+
+
+def _dirty(origin: Origin, deploy: Path) -> None:
+    write(origin.work, "src/new.py", "new\n")
+    origin.push("upstream moves")
+    write(deploy, "src/config.py", "DEBUG = True\n")
+    write(deploy, "scratch/x.txt")
+    write(deploy, ".env", "SECRET=1\n")
+    write(deploy, "deploy-hook.log")
+    write(deploy, "hotfix.txt")
+    git(deploy, "add", "hotfix.txt")
+    git(deploy, "commit", "-qm", "hotfix")
+    (deploy / ".git/index.lock").write_text("")
+    os.utime(deploy / ".git/index.lock", (1, 1))
+
+
+def _state(root: Path) -> dict[str, object]:
+    """Content and mtime of every entry, the git directory included."""
+    snap = snapshot(root, skip_git=False)
+    return {p: (v, os.lstat(root / p).st_mtime_ns) for p, v in snap.items()} | {
+        "": os.lstat(root).st_mtime_ns
+    }
+
+
+def test_doctor_changes_no_byte_in_the_work_tree_or_git_directory(
+    origin: Origin, deploy: Path
+) -> None:
+    _dirty(origin, deploy)
+    before = _state(deploy)
+    report = gitsafe.doctor(deploy, "origin", "main", exclude=["deploy-hook.log"])
+    validate(report)
+    assert report.exit_code == 1 and report.outcome == "would-heal"
+    assert _state(deploy) == before
+
+
+def test_doctor_fetch_only_moves_the_remote_tracking_ref(origin: Origin, deploy: Path) -> None:
+    _dirty(origin, deploy)
+    before = snapshot(deploy, skip_git=False)
+    report = gitsafe.doctor(deploy, "origin", "main", fetch_first=True)
+    validate(report)
+    assert report.exit_code == 1
+    after = snapshot(deploy, skip_git=False)
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    allowed = (
+        ".git/refs/remotes/origin/main",
+        ".git/logs/refs/remotes/origin/main",
+        ".git/objects/",
+    )
+    assert all(k.startswith(allowed) for k in changed), sorted(changed)
+    assert git(deploy, "rev-parse", "origin/main") == git(origin.work, "rev-parse", "HEAD")
+
+
+def test_doctor_plan_is_what_pull_then_does(origin: Origin, deploy: Path) -> None:
+    _dirty(origin, deploy)
+    preview = gitsafe.doctor(
+        deploy, "origin", "main", exclude=["deploy-hook.log"], fetch_first=True
+    )
+    result = gitsafe.pull(deploy, "origin", "main", exclude=["deploy-hook.log"])
+    validate(result)
+    assert result.exit_code == 0 and result.outcome == "healed"
+    assert preview.plan is not None and result.plan is not None
+    for key in (
+        "restore",
+        "remove",
+        "keep",
+        "overwrite_ignored",
+        "drop_commits",
+        "incoming",
+        "clear_state",
+        "switch_branch",
+        "target",
+    ):
+        assert preview.plan[key] == result.plan[key], key
+    assert [x["path"] for x in preview.plan["stale_locks"]] == [
+        x["path"] for x in result.plan["stale_locks"]
+    ]
+    assert [c["subject"] for c in result.plan["drop_commits"]] == ["hotfix"]
+
+
+def test_doctor_exit_codes(origin: Origin, deploy: Path, tmp_path: Path) -> None:
+    assert gitsafe.doctor(deploy).exit_code == 0
+    write(origin.work, "src/new.py", "new\n")
+    origin.push()
+    moved = gitsafe.doctor(deploy, fetch_first=True)
+    assert (moved.outcome, moved.exit_code) == ("would-fast-forward", 0)
+    write(deploy, "junk")
+    assert gitsafe.doctor(deploy).exit_code == 1
+    assert gitsafe.doctor(tmp_path / "nowhere").exit_code == 2
+
+
+def test_report_is_written_atomically_to_the_default_sentinel(deploy: Path) -> None:
+    report = gitsafe.pull(deploy)
+    sentinel = deploy / ".git/gitsafe/last-report.json"
+    assert report.report_path == str(sentinel)
+    data = json.loads(sentinel.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["outcome"] == "up-to-date"
+    assert not [p for p in sentinel.parent.iterdir() if p.name.startswith(".gitsafe-report-")]
+
+
+def test_report_path_precedence_flag_env_config(
+    deploy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    git(deploy, "config", "gitsafe.report", str(tmp_path / "from-config.json"))
+    gitsafe.pull(deploy)
+    assert (tmp_path / "from-config.json").exists()
+    monkeypatch.setenv("GITSAFE_REPORT", str(tmp_path / "from-env.json"))
+    report = gitsafe.pull(deploy)
+    assert (tmp_path / "from-env.json").exists()
+    assert report.settings["report"]["source"] == "env:GITSAFE_REPORT"
+    report = gitsafe.pull(deploy, report_path=str(tmp_path / "from-flag.json"))
+    assert (tmp_path / "from-flag.json").exists()
+    assert report.settings["report"]["source"] == "flag"
+
+
+def test_report_replaces_a_symlink_instead_of_writing_through_it(
+    deploy: Path, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    link = tmp_path / "report.json"
+    os.symlink(victim, link)
+    gitsafe.pull(deploy, report_path=str(link))
+    assert victim.read_text() == "untouched\n"
+    assert not link.is_symlink()
+    jsonschema.validate(json.loads(link.read_text()), SCHEMA)
+
+
+def test_keep_patterns_accumulate_from_flag_env_and_config(
+    deploy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a.flag", "b.env", "c.env", "d.config", "e.config", "f.other"):
+        write(deploy, name)
+    git(deploy, "config", "--add", "gitsafe.exclude", "d.config")
+    git(deploy, "config", "--add", "gitsafe.exclude", "*.config")
+    monkeypatch.setenv("GITSAFE_EXCLUDE", "b.env:c.env")
+    report = gitsafe.pull(deploy, exclude=["a.flag"])
+    validate(report)
+    assert report.settings["exclude"]["value"] == [
+        "a.flag",
+        "b.env",
+        "c.env",
+        "d.config",
+        "*.config",
+    ]
+    assert report.settings["exclude"]["source"] == (
+        "flag+env:GITSAFE_EXCLUDE+git-config:gitsafe.exclude"
+    )
+    for kept in ("a.flag", "b.env", "c.env", "d.config", "e.config"):
+        assert (deploy / kept).exists(), kept
+    assert not (deploy / "f.other").exists()
+
+
+def test_lock_timeout_precedence_and_bad_values(
+    deploy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    git(deploy, "config", "gitsafe.lockTimeout", "7")
+    assert gitsafe.pull(deploy).settings["lock_timeout"] == {
+        "value": 7.0,
+        "source": "git-config:gitsafe.lockTimeout",
+    }
+    monkeypatch.setenv("GITSAFE_LOCK_TIMEOUT", "3")
+    assert gitsafe.pull(deploy).settings["lock_timeout"]["value"] == 3.0
+    assert gitsafe.pull(deploy, lock_timeout=1).settings["lock_timeout"]["source"] == "flag"
+    monkeypatch.setenv("GITSAFE_LOCK_TIMEOUT", "soon")
+    bad = gitsafe.pull(deploy)
+    assert (bad.exit_code, bad.error["kind"]) == (2, "usage")
+
+
+@pytest.mark.parametrize("value", ["0", "false", "no", "off", "OFF"])
+def test_kill_switch_runs_plain_git_pull(
+    origin: Origin, deploy: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("GITSAFE_ENABLED", value)
+    write(deploy, "scratch.txt")
+    write(origin.work, "new.txt")
+    origin.push()
+    report = gitsafe.pull(deploy, "origin", "main")
+    validate(report)
+    assert (report.outcome, report.exit_code) == ("disabled", 0)
+    assert (deploy / "scratch.txt").exists()  # no hygiene
+    assert (deploy / "new.txt").exists()
+    assert (
+        json.loads((deploy / ".git/gitsafe/last-report.json").read_text())["outcome"] == "disabled"
+    )
+
+
+def test_kill_switch_in_git_config_and_a_failing_git_pull(origin: Origin, deploy: Path) -> None:
+    git(deploy, "config", "gitsafe.enabled", "false")
+    write(origin.work, "src/config.py", "upstream\n")
+    origin.push()
+    write(deploy, "src/config.py", "local\n")
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert (report.outcome, report.exit_code) == ("disabled", 1)
+    assert report.settings["enabled"]["source"] == "git-config:gitsafe.enabled"
+    assert (deploy / "src/config.py").read_text() == "local\n"
