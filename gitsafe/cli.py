@@ -25,11 +25,19 @@ app = typer.Typer(
 
 RemoteArg = Annotated[
     str | None,
-    typer.Argument(help="Remote name. Default: the current branch's upstream remote, else origin."),
+    typer.Argument(
+        help="Remote name. Default: the current branch's upstream remote, else origin.",
+        metavar="REMOTE",
+        show_default=False,
+    ),
 ]
 BranchArg = Annotated[
     str | None,
-    typer.Argument(help="Branch. Default: the upstream's branch, else the current branch."),
+    typer.Argument(
+        help="Branch. Default: the upstream's branch, else the current branch.",
+        metavar="BRANCH",
+        show_default=False,
+    ),
 ]
 DirOpt = Annotated[
     str | None,

@@ -11,10 +11,11 @@ excluded nothing below it can be re-included, because git never reads further do
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gitsafe.wildmatch import Matcher, compile_pattern
+from gitsafe.wildmatch import Matcher, compile_pattern, translate
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -64,8 +65,20 @@ def parse_pattern(line: bytes, base: bytes, source: str, lineno: int) -> Pattern
     if basename_only:
         matcher = compile_pattern(line, pathname=False)
     else:
-        matcher = compile_pattern(line[1:] if line.startswith(b"/") else line, pathname=True)
+        matcher = _pathname_matcher(line[1:] if line.startswith(b"/") else line)
     return Pattern(text, negative, must_be_dir, basename_only, base, matcher, source, lineno)
+
+
+def _pathname_matcher(pat: bytes) -> Matcher:
+    """git's match_pathname: the literal prefix (up to the first of ``*?[\\``) is compared as
+    bytes and only the rest is wildmatched, as a pattern of its own.  So a ``**`` right after the
+    prefix counts as leading: ``x/a**/b`` matches ``x/ab`` and ``x/aQ/R/b``."""
+    k = next((i for i, c in enumerate(pat) if c in b"*?[\\"), len(pat))
+    regex = translate(pat[k:], pathname=True)
+    if regex is None:
+        return lambda _text: False
+    compiled = re.compile(re.escape(pat[:k]) + regex.encode("latin-1"), re.DOTALL)
+    return lambda text: compiled.fullmatch(text) is not None
 
 
 def _trim_trailing_spaces(line: bytes) -> bytes:
@@ -98,6 +111,7 @@ def parse_lines(buf: bytes, base: bytes, source: str) -> list[Pattern]:
             continue
         if raw.endswith(b"\r"):
             raw = raw[:-1]
+        raw = raw.split(b"\0", 1)[0]  # git handles each line as a C string
         pattern = parse_pattern(_trim_trailing_spaces(raw), base, source, lineno)
         if pattern is not None:
             patterns.append(pattern)

@@ -29,7 +29,8 @@ _CLASSES: dict[bytes, Callable[[int], bool]] = {
     b"lower": lambda c: 0x61 <= c <= 0x7A,
     b"print": lambda c: 0x20 <= c <= 0x7E,
     b"punct": lambda c: 0x21 <= c <= 0x7E and not chr(c).isalnum(),
-    b"space": lambda c: c in (0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D),
+    # git's own isspace (sane_ctype): no \v, no \f.
+    b"space": lambda c: c in (0x20, 0x09, 0x0A, 0x0D),
     b"upper": lambda c: 0x41 <= c <= 0x5A,
     b"xdigit": lambda c: chr(c) in "0123456789abcdefABCDEF",
 }
