@@ -144,10 +144,10 @@ def build_plan(
     head = None if repo.head_is_unborn else repo.head.peel(pygit2.Commit).id
     target_tree = _commit_tree(repo, target)
     assert target_tree is not None
-    reasons = refusals(co, target_tree, target)
+    target_files = flatten_tree(target_tree)
+    reasons = refusals(co, target_files, target)
     index = read_index(repo, os.path.join(co.gitdir, "index"))
     head_files = flatten_tree(_commit_tree(repo, head))
-    target_files = flatten_tree(target_tree)
     changes = plan_worktree(
         repo,
         TreeView(co.workdir),
@@ -344,7 +344,7 @@ def _save(report: Report, path: str) -> None:
 
 def _converge(co: Checkout, settings: Settings, source: Source, report: Report) -> None:
     repo = co.repo
-    early = refusals(co, None, None)
+    early = refusals(co)
     if early:
         raise Refused("refusing: " + "; ".join(early))
     removed_locks = locks.settle(

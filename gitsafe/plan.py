@@ -261,7 +261,11 @@ class _Analysis:
                         ch.overwrite.append(
                             Item(blocker, self._overwrite_reason(blocker, blocker_kind))
                         )
-            elif entry is not None and kind in ("file", "link", "other"):
+            elif (entry is not None or path in index.conflicted) and kind in (
+                "file",
+                "link",
+                "other",
+            ):
                 ch.deletes.append(path)
         ch.blockers = sorted(blockers)
         self._reset_removed_dirs()
@@ -331,7 +335,9 @@ class _Analysis:
                     removals.extend(sub_removals)
                     keeps.extend(sub_keeps)
                 continue
-            if kind in ("file", "link", "other") and path in self.index.entries:
+            if kind in ("file", "link", "other") and (
+                path in self.index.entries or path in self.index.conflicted
+            ):
                 continue  # the reset deletes it
             if path in self.reset_rmdirs:
                 continue

@@ -80,7 +80,9 @@ def _config_bool(config: pygit2.Config, name: str) -> bool:
 
 
 def refusals(
-    co: Checkout, target: pygit2.Tree | None, target_commit: pygit2.Oid | None
+    co: Checkout,
+    target: dict[str, tuple[int, pygit2.Oid]] | None = None,
+    target_commit: pygit2.Oid | None = None,
 ) -> list[str]:
     """Reasons libgit2 cannot reproduce git's checkout here; empty when it can."""
     config = co.repo.config
@@ -99,26 +101,20 @@ def refusals(
         os.path.join(glob.escape(co.gitdir), "sharedindex.*")
     ):
         reasons.append("the index is split (core.splitIndex / sharedindex files)")
-    if target is not None:
+    if target is not None and target_commit is not None:
         reasons.extend(_attribute_refusals(co, target, target_commit))
     return reasons
 
 
 def _attribute_refusals(
-    co: Checkout, target: pygit2.Tree, target_commit: pygit2.Oid | None
+    co: Checkout, target: dict[str, tuple[int, pygit2.Oid]], target_commit: pygit2.Oid
 ) -> list[str]:
     """Paths whose checkout needs a filter driver (git-lfs, say) or an encoding conversion."""
     sources: list[bytes] = []
-    index = pygit2.Index()
-    index.read_tree(target)
-    paths: list[str | None] = []
-    for e in index:
-        if e.mode in (MODE_LINK, MODE_GITLINK):
-            paths.append(None)
-            continue
-        paths.append(e.path)
-        if e.path == ".gitattributes" or e.path.endswith("/.gitattributes"):
-            blob = co.repo[e.id]
+    paths = [p for p, (mode, _) in target.items() if mode not in (MODE_LINK, MODE_GITLINK)]
+    for path in paths:
+        if path == ".gitattributes" or path.endswith("/.gitattributes"):
+            blob = co.repo[target[path][1]]
             if isinstance(blob, pygit2.Blob):
                 sources.append(blob.data)
     for extra in (os.path.join(co.commondir, "info", "attributes"), _attributes_file(co)):
@@ -131,12 +127,10 @@ def _attribute_refusals(
     from pygit2.enums import AttrCheck
 
     # Attributes as the target commit defines them, not as the (dirty) work tree does.
-    flags = AttrCheck.INCLUDE_COMMIT if target_commit else AttrCheck.FILE_THEN_INDEX
+    flags = AttrCheck.INCLUDE_COMMIT
     filtered: list[str] = []
     encoded: list[str] = []
     for path in paths:
-        if path is None:
-            continue
         value = co.repo.get_attr(path, "filter", flags=flags, commit=target_commit)
         if isinstance(value, str) and value:
             filtered.append(f"{path} (filter={value})")

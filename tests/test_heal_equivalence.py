@@ -309,3 +309,22 @@ def test_non_utf8_file_names(deploy: Path, tmp_path: Path) -> None:
         f.write(b"x")
     os.mkdir(os.path.join(os.fsencode(deploy), b"dir-\xff"))
     heal_and_compare(deploy, tmp_path)
+
+
+def test_conflicted_and_intent_to_add_paths_absent_from_the_target_are_deleted(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    git(deploy, "checkout", "-q", "-b", "other")
+    write(deploy, "both.ign", "other\n")
+    git(deploy, "add", "-f", "both.ign")
+    git(deploy, "commit", "-qm", "other")
+    git(deploy, "checkout", "-q", "main")
+    write(deploy, "both.ign", "main\n")
+    git(deploy, "add", "-f", "both.ign")
+    git(deploy, "commit", "-qm", "main side")
+    git(deploy, "merge", "other", check=False)
+    write(deploy, "ita.log", "intent to add\n")
+    git(deploy, "add", "-N", "-f", "ita.log")
+    report, healed, _ = heal_and_compare(deploy, tmp_path, ["*.ign"])
+    assert not (healed / "both.ign").exists() and not (healed / "ita.log").exists()
+    assert {"path": "both.ign", "reason": "unmerged"} in report.plan["restore"]
