@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pygit2
@@ -189,7 +189,7 @@ def build_plan(
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _default_report_path(co: Checkout) -> str:
@@ -364,9 +364,10 @@ def _converge(co: Checkout, settings: Settings, source: Source, report: Report) 
     execute.move_branch(repo, source.remote, source.branch, target, plan.head)
     failed = execute.clean_worktree(co.workdir, plan.changes.clean)
     if failed:
+        shown = ", ".join(f"{path} ({why})" for path, why in failed[:5])
         raise GitsafeError(
-            f"could not remove {len(failed)} untracked path(s): {', '.join(failed[:5])}",
-            paths=failed,
+            f"could not remove {len(failed)} untracked path(s): {shown}",
+            paths=[path for path, _ in failed],
         )
     if heal:
         report.outcome = "healed"

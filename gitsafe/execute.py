@@ -1,15 +1,14 @@
 """Carrying out a plan: the only module that writes to the work tree, the index and refs.
 
-Every path is relative to the work tree top and is checked, right before it is touched, to lie
-behind real directories only: a symlink planted in a leading component (before or during the
-run) can never redirect a write or a deletion outside the work tree.
+Every work-tree operation goes through :class:`SafeTree`, so a symlink planted in a leading
+component (before or during the run) can never redirect a write or a deletion outside the tree.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
-import stat as st
 
 import pygit2
 from pygit2.enums import FilterMode
@@ -17,64 +16,7 @@ from pygit2.enums import FilterMode
 from gitsafe.errors import GitsafeError
 from gitsafe.index_stat import MODE_EXEC, MODE_GITLINK, MODE_LINK, add_with_stat
 from gitsafe.plan import TreeFiles, WorkTreeChanges
-
-
-class _SafeTree:
-    def __init__(self, root: str) -> None:
-        self.root = root
-
-    def abspath(self, path: str) -> str:
-        return os.path.join(self.root, path)
-
-    def parent_is_real(self, path: str) -> bool:
-        """Every leading component of ``path`` is a real directory (not a symlink)."""
-        parent = path.rpartition("/")[0]
-        current = self.root
-        for part in parent.split("/") if parent else ():
-            current = os.path.join(current, part)
-            try:
-                if not st.S_ISDIR(os.lstat(current).st_mode):
-                    return False
-            except OSError:
-                return False
-        return True
-
-    def make_parents(self, path: str) -> None:
-        """Create the leading directories of ``path``, replacing any non-directory in the way."""
-        parent = path.rpartition("/")[0]
-        current = self.root
-        for part in parent.split("/") if parent else ():
-            current = os.path.join(current, part)
-            try:
-                lst = os.lstat(current)
-            except FileNotFoundError:
-                os.mkdir(current)
-                continue
-            if not st.S_ISDIR(lst.st_mode):
-                os.unlink(current)  # a file or symlink where the target has a directory
-                os.mkdir(current)
-
-    def remove_any(self, path: str) -> None:
-        """Remove whatever is at ``path`` (not following symlinks); absent is fine."""
-        full = self.abspath(path)
-        try:
-            lst = os.lstat(full)
-        except FileNotFoundError:
-            return
-        if st.S_ISDIR(lst.st_mode):
-            shutil.rmtree(full)
-        else:
-            os.unlink(full)
-
-    def prune_empty_parents(self, path: str) -> None:
-        """git's schedule_dir_for_removal: rmdir each parent while it is empty."""
-        parent = path.rpartition("/")[0]
-        while parent:
-            try:
-                os.rmdir(self.abspath(parent))
-            except OSError:
-                return
-            parent = parent.rpartition("/")[0]
+from gitsafe.safetree import NotInTree, SafeTree
 
 
 def _blob_content(repo: pygit2.Repository, path: str, oid: pygit2.Oid) -> bytes:
@@ -90,24 +32,19 @@ def _blob_content(repo: pygit2.Repository, path: str, oid: pygit2.Oid) -> bytes:
 
 
 def _write_entry(
-    repo: pygit2.Repository, tree: _SafeTree, path: str, mode: int, oid: pygit2.Oid
+    repo: pygit2.Repository, tree: SafeTree, path: str, mode: int, oid: pygit2.Oid
 ) -> None:
-    full = tree.abspath(path)
-    tree.make_parents(path)
-    tree.remove_any(path)
+    tree.remove(path)
     if mode == MODE_GITLINK:
-        os.mkdir(full)  # git reset leaves submodule content alone; it only needs the directory
+        tree.mkdir(path)  # git reset leaves submodule content alone; it only needs the directory
         return
     blob = repo[oid]
     assert isinstance(blob, pygit2.Blob)
     if mode == MODE_LINK:
-        os.symlink(blob.data, os.fsencode(full))
+        tree.symlink(blob.data, path)
         return
-    data = _blob_content(repo, path, oid)
-    # The same creation mode git uses, so the umask decides the permission bits as it does.
-    fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o777 if mode == MODE_EXEC else 0o666)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    # The creation modes git uses, so the umask decides the permission bits as it does for git.
+    tree.write_file(path, _blob_content(repo, path, oid), 0o777 if mode == MODE_EXEC else 0o666)
 
 
 def reset_worktree(
@@ -118,24 +55,29 @@ def reset_worktree(
     changes: WorkTreeChanges,
 ) -> None:
     """``git reset --hard`` for the planned paths, then an index matching the target."""
-    tree = _SafeTree(root)
-    for path in changes.deletes:
-        if tree.parent_is_real(path):
+    with SafeTree(root) as tree:
+        for path in changes.deletes:
             try:
-                os.unlink(tree.abspath(path))
-            except FileNotFoundError:
-                pass
+                tree.unlink(path)
+            except (NotInTree, FileNotFoundError):
+                continue  # behind a symlink or already gone: nothing of ours to delete
             except IsADirectoryError:
                 continue  # a directory now stands there: it is untracked, the clean decides
             tree.prune_empty_parents(path)
-    # Attributes first: later files are smudged according to the target's .gitattributes.
-    writes = sorted(changes.writes, key=lambda p: (not p.endswith(".gitattributes"), p))
-    for path in writes:
-        mode, oid = target[path]
-        try:
-            _write_entry(repo, tree, path, mode, oid)
-        except OSError as e:
-            raise GitsafeError(f"cannot write {path}: {e.strerror}", path=path) from e
+        # Attributes first: later files are smudged according to the target's .gitattributes.
+        writes = sorted(changes.writes, key=lambda p: (not p.endswith(".gitattributes"), p))
+        for path in writes:
+            mode, oid = target[path]
+            try:
+                _write_entry(repo, tree, path, mode, oid)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise GitsafeError(
+                        f"no space left on the device while writing {path}; free space and "
+                        "rerun: the pull converges from here",
+                        path=path,
+                    ) from e
+                raise GitsafeError(f"cannot write {path}: {e.strerror}", path=path) from e
     write_index(repo, root, target_tree, target, set(changes.writes) | changes.verified)
 
 
@@ -165,25 +107,17 @@ def write_index(
     index.write()
 
 
-def clean_worktree(root: str, removals: list[tuple[str, bool]]) -> list[str]:
-    """Remove the planned untracked paths; returns those that could not be removed."""
-    tree = _SafeTree(root)
+def clean_worktree(root: str, removals: list[tuple[str, bool]]) -> list[tuple[str, str]]:
+    """Remove the planned untracked paths; returns (path, why) for those that could not go."""
     failed = []
-    for path, is_dir in removals:
-        if not tree.parent_is_real(path):
-            continue
-        full = tree.abspath(path)
-        try:
-            lst = os.lstat(full)
-        except FileNotFoundError:
-            continue
-        try:
-            if is_dir and st.S_ISDIR(lst.st_mode):
-                shutil.rmtree(full)
-            else:
-                os.unlink(full)
-        except OSError:
-            failed.append(path)
+    with SafeTree(root) as tree:
+        for path, _is_dir in removals:
+            try:
+                tree.remove(path)
+            except NotInTree:
+                continue  # a leading directory became a symlink: never follow it
+            except OSError as e:
+                failed.append((path, e.strerror or str(e)))
     return failed
 
 
