@@ -140,6 +140,14 @@ def pull(
             metavar="SECONDS",
         ),
     ] = None,
+    no_backup: Annotated[
+        bool,
+        typer.Option(
+            "--no-backup",
+            help=f"Do not back up what the pull discards (recorded in the report; "
+            f"{S.ENV_BACKUP}=0, gitsafe.backup false).",
+        ),
+    ] = False,
 ) -> None:
     """Heal the checkout and bring it to REMOTE/BRANCH.
 
@@ -156,6 +164,7 @@ def pull(
         report_path=report,
         lock_timeout=lock_timeout,
         stale_lock_age=stale_lock_age,
+        backup=False if no_backup else None,
         quiet_git=quiet,
     )
     _finish(result, as_json, quiet)
@@ -194,6 +203,46 @@ def doctor(
         report_path=report,
     )
     _finish(result, as_json, quiet)
+
+
+@app.command()
+def backups(
+    directory: DirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """List the backups gitsafe made in this repository, newest first."""
+    from gitsafe.restore_cli import list_command
+
+    raise typer.Exit(list_command(_where(directory), as_json))
+
+
+@app.command()
+def restore(
+    backup_id: Annotated[
+        str | None,
+        typer.Argument(help="Backup id (or a unique prefix). Default: the newest.", metavar="ID"),
+    ] = None,
+    into: Annotated[
+        str | None,
+        typer.Option("--into", help="Directory to write the saved files into.", metavar="DIR"),
+    ] = None,
+    in_place: Annotated[
+        bool,
+        typer.Option(
+            "--in-place", help="Restore into the live work tree, only where paths do not exist."
+        ),
+    ] = False,
+    directory: DirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Give back what a pull discarded: files into DIR, dropped commits as a branch.
+
+    Exit codes: 0 restored; 1 some paths existed already and were skipped; 2 usage error or no
+    such backup.
+    """
+    from gitsafe.restore_cli import restore_command
+
+    raise typer.Exit(restore_command(_where(directory), backup_id, into, in_place, as_json))
 
 
 @app.command()

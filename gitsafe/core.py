@@ -7,20 +7,21 @@ crashes on them; only misuse (wrong argument types) raises.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pygit2
 
-from gitsafe import execute, ignore, locks
+from gitsafe import backup, execute, ignore, locks, runlock
 from gitsafe.errors import GitsafeError, Refused, UsageError
-from gitsafe.index_stat import read_index
+from gitsafe.index_stat import IndexSnapshot, read_index
 from gitsafe.plan import Commit, Lock, TreeFiles, WorkTreeChanges, flatten_tree, plan_worktree
 from gitsafe.remote import Source, choose, current_branch, fetch, tracking_tip
 from gitsafe.report import Report, redact_url, write_atomic
@@ -55,6 +56,9 @@ class Plan:
     stale_locks: list[Lock] = field(default_factory=list)
     busy_locks: list[Lock] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    index: IndexSnapshot | None = None
+    head_files: TreeFiles = field(default_factory=dict)
+    dropped_tips: list[pygit2.Oid] = field(default_factory=list)  # tips of drop_commits
     fetched: bool = True  # False: the target is the remote-tracking ref as last fetched
 
     @property
@@ -168,6 +172,9 @@ def build_plan(
     elif head is not None and on_branch == source.branch:
         tips.append(head)
     dropped, total = _dropped_commits(repo, tips, target)
+    dropped_tips = [
+        t for t in dict.fromkeys(tips) if t != target and not repo.descendant_of(target, t)
+    ]
     all_locks = (
         locks.survey(co.gitdir, co.commondir, settings.stale_lock_age.value) if lock_survey else []
     )
@@ -185,6 +192,9 @@ def build_plan(
         stale_locks=[x for x in all_locks if x.stale],
         busy_locks=[x for x in all_locks if not x.stale],
         refusals=reasons,
+        index=index,
+        head_files=head_files,
+        dropped_tips=dropped_tips,
     )
 
 
@@ -297,10 +307,14 @@ def pull(
     report_path: str | None = None,
     lock_timeout: float | None = None,
     stale_lock_age: float | None = None,
+    backup: bool | None = None,
     env: Mapping[str, str] | None = None,
     quiet_git: bool = False,
 ) -> Report:
-    """Converge the checkout to REMOTE/BRANCH and report what was done."""
+    """Converge the checkout to REMOTE/BRANCH and report what was done.
+
+    ``backup=False`` is ``--no-backup``: nothing discarded is saved (the report says so).
+    """
     patterns = _check_types(path, remote, branch, exclude)
     started, t0 = _now(), time.monotonic()
     report = Report("pull", started_at=started)
@@ -316,17 +330,23 @@ def pull(
             report=report_path,
             lock_timeout=lock_timeout,
             stale_lock_age=stale_lock_age,
+            backup=backup,
         )
         if report.report_path is None:
             report.report_path = _default_report_path(co)
         if not settings.enabled.value:
             _disabled_pull(co, source, report, quiet_git)
         else:
-            _converge(co, settings, source, report)
+            with (
+                runlock.Interrupts() as interrupts,
+                runlock.exclusive(co.gitdir, settings.lock_timeout.value),
+            ):
+                _converge(co, settings, source, report, interrupts.check)
     except GitsafeError as e:
         _fail(report, e)
     except OSError as e:
-        _fail(report, GitsafeError(f"I/O error: {e}"))
+        why = "no space left on the device" if e.errno == errno.ENOSPC else "I/O error"
+        _fail(report, GitsafeError(f"{why}: {e}; a rerun converges once it is fixed"))
     if co is not None and not co.repo.head_is_unborn:
         report.head_after = str(co.repo.head.target)
     report.duration_ms = int((time.monotonic() - t0) * 1000)
@@ -342,7 +362,19 @@ def _save(report: Report, path: str) -> None:
         report.warnings.append(f"could not write the report to {path}: {e.strerror or e}")
 
 
-def _converge(co: Checkout, settings: Settings, source: Source, report: Report) -> None:
+def _converge(
+    co: Checkout,
+    settings: Settings,
+    source: Source,
+    report: Report,
+    checkpoint: Callable[[], None],
+) -> None:
+    """Fetch, plan, back up, then act; ``checkpoint`` raises at a safe point after a signal.
+
+    Nothing in the work tree is touched before the backup is on disk, and every step is
+    recomputed from disk on the next run, so a run stopped anywhere (SIGKILL included) leaves a
+    checkout from which the next pull converges.
+    """
     repo = co.repo
     early = refusals(co)
     if early:
@@ -350,19 +382,47 @@ def _converge(co: Checkout, settings: Settings, source: Source, report: Report) 
     removed_locks = locks.settle(
         co.gitdir, co.commondir, settings.stale_lock_age.value, settings.lock_timeout.value
     )
+    checkpoint()
     target = fetch(repo, source)
     report.target = str(target)
+    checkpoint()
     plan = build_plan(co, source, target, settings, lock_survey=False)
     plan.stale_locks = removed_locks
     report.plan = plan.as_json()
     if plan.refusals:
         raise Refused("refusing: " + "; ".join(plan.refusals))
+    checkpoint()
     heal = plan.needs_heal
+    if not settings.backup.value:
+        report.backup = {"skipped": True, "reason": f"--no-backup ({settings.backup.source})"}
+    elif heal:
+        assert plan.index is not None
+        with backup.durable():
+            info = backup.create(
+                repo,
+                co.workdir,
+                co.gitdir,
+                plan.changes,
+                plan.index,
+                plan.head_files,
+                plan.clear_state,
+                plan.dropped_tips,
+                source.branch,
+                settings.backup_max_file_size.value,
+            )
+        if info is not None:
+            info.pruned = backup.prune(
+                repo, co.gitdir, settings.backup_keep.value, settings.backup_keep_days.value
+            )
+            report.backup = info.as_json()
+    checkpoint()
     if plan.clear_state:
         execute.clear_state(co.gitdir, co.commondir, plan.clear_state)
-    execute.reset_worktree(repo, co.workdir, plan.target_tree, plan.target_files, plan.changes)
+    execute.reset_worktree(
+        repo, co.workdir, plan.target_tree, plan.target_files, plan.changes, checkpoint
+    )
     execute.move_branch(repo, source.remote, source.branch, target, plan.head)
-    failed = execute.clean_worktree(co.workdir, plan.changes.clean)
+    failed = execute.clean_worktree(co.workdir, plan.changes.clean, checkpoint)
     if failed:
         shown = ", ".join(f"{path} ({why})" for path, why in failed[:5])
         raise GitsafeError(

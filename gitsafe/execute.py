@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Callable
 
 import pygit2
 from pygit2.enums import FilterMode
@@ -53,10 +54,12 @@ def reset_worktree(
     target_tree: pygit2.Tree,
     target: TreeFiles,
     changes: WorkTreeChanges,
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> None:
     """``git reset --hard`` for the planned paths, then an index matching the target."""
     with SafeTree(root) as tree:
         for path in changes.deletes:
+            checkpoint()
             try:
                 tree.unlink(path)
             except (NotInTree, FileNotFoundError):
@@ -67,6 +70,7 @@ def reset_worktree(
         # Attributes first: later files are smudged according to the target's .gitattributes.
         writes = sorted(changes.writes, key=lambda p: (not p.endswith(".gitattributes"), p))
         for path in writes:
+            checkpoint()
             mode, oid = target[path]
             try:
                 _write_entry(repo, tree, path, mode, oid)
@@ -107,11 +111,16 @@ def write_index(
     index.write()
 
 
-def clean_worktree(root: str, removals: list[tuple[str, bool]]) -> list[tuple[str, str]]:
+def clean_worktree(
+    root: str,
+    removals: list[tuple[str, bool]],
+    checkpoint: Callable[[], None] = lambda: None,
+) -> list[tuple[str, str]]:
     """Remove the planned untracked paths; returns (path, why) for those that could not go."""
     failed = []
     with SafeTree(root) as tree:
         for path, _is_dir in removals:
+            checkpoint()
             try:
                 tree.remove(path)
             except NotInTree:

@@ -99,6 +99,17 @@ def render(report: Report, console: Console, verbose_keep: bool = True) -> None:
         if verbose_keep:
             _section(console, "kept", _paths(plan["keep"]), "green")
         _section(console, "refused", plan["refusals"], "red")
+    saved = report.backup
+    if saved and saved.get("skipped"):
+        console.print(f"[yellow]no backup[/yellow]: {escape(saved['reason'])}")
+    elif saved:
+        console.print(
+            f"[bold]backup[/bold] {escape(saved['id'])}: {saved['entries']} path(s), "
+            f"{len(saved['commits'])} commit(s) saved; restore with "
+            f"[bold]gitsafe restore {escape(saved['id'])} --into DIR[/bold]"
+        )
+        if saved["pruned"]:
+            console.print(f"[dim]pruned old backups: {escape(', '.join(saved['pruned']))}[/dim]")
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     if report.report_path and report.command == "pull":

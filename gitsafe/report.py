@@ -66,6 +66,7 @@ class Report:
     settings: dict[str, Any] = field(default_factory=dict)
     report_path: str | None = None
     warnings: list[str] = field(default_factory=list)
+    backup: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -91,10 +92,12 @@ class Report:
             "settings": self.settings,
             "report_path": self.report_path,
             "warnings": self.warnings,
+            "backup": self.backup,
         }
 
     def to_json_text(self) -> str:
-        return json.dumps(self.as_json(), indent=2, ensure_ascii=False) + "\n"
+        # ASCII escapes keep non-UTF-8 file names (surrogate escapes) valid JSON everywhere.
+        return json.dumps(self.as_json(), indent=2, ensure_ascii=True) + "\n"
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -106,7 +109,7 @@ def write_atomic(path: str, text: str) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".gitsafe-report-", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

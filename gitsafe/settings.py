@@ -20,6 +20,9 @@ T = TypeVar("T")
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 DEFAULT_STALE_LOCK_AGE = 600.0
+DEFAULT_BACKUP_MAX_FILE_SIZE = 100 * 1024 * 1024
+DEFAULT_BACKUP_KEEP = 20
+DEFAULT_BACKUP_KEEP_DAYS = 30.0
 
 # Names of the environment variables, shown in --help and the docs.
 ENV_ENABLED = "GITSAFE_ENABLED"
@@ -27,6 +30,10 @@ ENV_EXCLUDE = "GITSAFE_EXCLUDE"
 ENV_REPORT = "GITSAFE_REPORT"
 ENV_LOCK_TIMEOUT = "GITSAFE_LOCK_TIMEOUT"
 ENV_STALE_LOCK_AGE = "GITSAFE_STALE_LOCK_AGE"
+ENV_BACKUP = "GITSAFE_BACKUP"
+ENV_BACKUP_MAX_FILE_SIZE = "GITSAFE_BACKUP_MAX_FILE_SIZE"
+ENV_BACKUP_KEEP = "GITSAFE_BACKUP_KEEP"
+ENV_BACKUP_KEEP_DAYS = "GITSAFE_BACKUP_KEEP_DAYS"
 
 _FALSE = {"0", "false", "no", "off"}
 _TRUE = {"1", "true", "yes", "on"}
@@ -48,6 +55,10 @@ class Settings:
     report: Setting[str | None]
     lock_timeout: Setting[float]
     stale_lock_age: Setting[float]
+    backup: Setting[bool]
+    backup_max_file_size: Setting[int]
+    backup_keep: Setting[int]
+    backup_keep_days: Setting[float]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +67,10 @@ class Settings:
             "report": self.report.as_json(),
             "lock_timeout": self.lock_timeout.as_json(),
             "stale_lock_age": self.stale_lock_age.as_json(),
+            "backup": self.backup.as_json(),
+            "backup_max_file_size": self.backup_max_file_size.as_json(),
+            "backup_keep": self.backup_keep.as_json(),
+            "backup_keep_days": self.backup_keep_days.as_json(),
         }
 
 
@@ -76,6 +91,22 @@ def parse_seconds(text: str, what: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise UsageError(f"{what}: expected a non-negative number of seconds, got {text!r}")
     return value
+
+
+def parse_size(text: str, what: str) -> int:
+    """A byte count with git's optional k/m/g suffix (powers of 1024)."""
+    raw = text.strip().lower()
+    factor = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(raw[-1:], 1)
+    digits = raw[:-1] if factor > 1 else raw
+    if not digits.isdigit():
+        raise UsageError(f"{what}: expected a size such as 100m, got {text!r}")
+    return int(digits) * factor
+
+
+def parse_count(text: str, what: str) -> int:
+    if not text.strip().isdigit():
+        raise UsageError(f"{what}: expected a non-negative whole number, got {text!r}")
+    return int(text)
 
 
 def _config_value(config: pygit2.Config | None, name: str) -> str | None:
@@ -145,6 +176,7 @@ def resolve(
     report: str | None = None,
     lock_timeout: float | None = None,
     stale_lock_age: float | None = None,
+    backup: bool | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
     sources = []
@@ -191,5 +223,33 @@ def resolve(
             "gitsafe.staleLockAge",
             parse_seconds,
             DEFAULT_STALE_LOCK_AGE,
+        ),
+        backup=_pick(backup, env, ENV_BACKUP, config, "gitsafe.backup", parse_bool, True),
+        backup_max_file_size=_pick(
+            None,
+            env,
+            ENV_BACKUP_MAX_FILE_SIZE,
+            config,
+            "gitsafe.backupMaxFileSize",
+            parse_size,
+            DEFAULT_BACKUP_MAX_FILE_SIZE,
+        ),
+        backup_keep=_pick(
+            None,
+            env,
+            ENV_BACKUP_KEEP,
+            config,
+            "gitsafe.backupKeep",
+            parse_count,
+            DEFAULT_BACKUP_KEEP,
+        ),
+        backup_keep_days=_pick(
+            None,
+            env,
+            ENV_BACKUP_KEEP_DAYS,
+            config,
+            "gitsafe.backupKeepDays",
+            parse_seconds,
+            DEFAULT_BACKUP_KEEP_DAYS,
         ),
     )
