@@ -143,7 +143,28 @@ def _rules(co: Checkout, settings: Settings) -> ignore.ExcludeRules:
 def build_plan(
     co: Checkout, source: Source, target: pygit2.Oid, settings: Settings, lock_survey: bool = True
 ) -> Plan:
-    """The read-only plan for converging ``co`` onto ``target``."""
+    """The read-only plan for converging ``co`` onto ``target``.
+
+    A corrupt index or a missing object refuses the repository (exit 2) before anything is
+    touched: healing on top of a damaged object store could discard what cannot be recovered.
+    """
+    try:
+        return _build_plan(co, source, target, settings, lock_survey)
+    except (KeyError, pygit2.GitError) as e:
+        text = str(e).strip("'\"")
+        if "index" in text.lower():
+            raise Refused(
+                f"the index is unreadable ({text}); inspect it, or move .git/index aside and "
+                "run 'git reset' to rebuild it"
+            ) from None
+        raise Refused(
+            f"the repository is missing objects or is damaged ({text}); run 'git fsck'"
+        ) from None
+
+
+def _build_plan(
+    co: Checkout, source: Source, target: pygit2.Oid, settings: Settings, lock_survey: bool
+) -> Plan:
     repo = co.repo
     head = None if repo.head_is_unborn else repo.head.peel(pygit2.Commit).id
     target_tree = _commit_tree(repo, target)
@@ -220,6 +241,7 @@ def _prepare(
     settings = resolve(co.repo.config, env, **flags)
     report.settings = settings.as_json()
     if settings.report.value:
+        check_report_path(settings.report.value)
         report.report_path = settings.report.value
     if co.repo.head_is_unborn:
         raise Refused(f"{co.workdir}: HEAD is unborn (no commit yet); clone the deploy base first")
@@ -228,6 +250,27 @@ def _prepare(
     report.branch = source.branch
     report.head_before = str(co.repo.head.target)
     return co, settings, source
+
+
+def check_report_path(path: str) -> None:
+    """Refuse, before anything is touched, a report path that cannot be written safely."""
+    full = os.path.abspath(path)
+    parent = os.path.dirname(full)
+    if os.path.islink(full):
+        raise UsageError(f"report path {path} is a symlink; gitsafe never writes through one")
+    if not os.path.isdir(parent):
+        raise UsageError(f"report path {path}: directory {parent} does not exist")
+    if os.path.isdir(full):
+        raise UsageError(f"report path {path} is a directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or _read_only_mount(parent):
+        raise UsageError(f"report path {path}: directory {parent} is not writable")
+
+
+def _read_only_mount(directory: str) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _check_types(path: object, remote: object, branch: object, exclude: object) -> list[str]:
@@ -264,10 +307,10 @@ def doctor(
     started, t0 = _now(), time.monotonic()
     report = Report("doctor", started_at=started)
     try:
-        co, settings, source = _prepare(
-            path, remote, branch, env, report, exclude=patterns, report=report_path
-        )
-        report.report_path = report_path  # doctor writes a report only when asked
+        co, settings, source = _prepare(path, remote, branch, env, report, exclude=patterns)
+        if report_path:  # doctor writes a report only when asked, never to the default path
+            check_report_path(report_path)
+        report.report_path = report_path
         if fetch_first:
             target = fetch(co.repo, source, keep_fetch_head=False)
         else:
@@ -339,7 +382,9 @@ def pull(
         else:
             with (
                 runlock.Interrupts() as interrupts,
-                runlock.exclusive(co.gitdir, settings.lock_timeout.value),
+                runlock.exclusive(
+                    co.gitdir, settings.lock_timeout.value, checkpoint=interrupts.check
+                ),
             ):
                 _converge(co, settings, source, report, interrupts.check)
     except GitsafeError as e:
@@ -380,7 +425,11 @@ def _converge(
     if early:
         raise Refused("refusing: " + "; ".join(early))
     removed_locks = locks.settle(
-        co.gitdir, co.commondir, settings.stale_lock_age.value, settings.lock_timeout.value
+        co.gitdir,
+        co.commondir,
+        settings.stale_lock_age.value,
+        settings.lock_timeout.value,
+        checkpoint=checkpoint,
     )
     checkpoint()
     target = fetch(repo, source)
@@ -391,6 +440,13 @@ def _converge(
     report.plan = plan.as_json()
     if plan.refusals:
         raise Refused("refusing: " + "; ".join(plan.refusals))
+    blocked = execute.preflight(co.workdir, plan.changes)
+    if blocked:
+        raise GitsafeError(
+            f"permission denied: cannot change {len(blocked)} path(s): {', '.join(blocked[:5])}; "
+            "nothing was changed",
+            paths=blocked,
+        )
     checkpoint()
     heal = plan.needs_heal
     if not settings.backup.value:

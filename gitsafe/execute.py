@@ -167,3 +167,40 @@ def move_branch(
         upstream = local.upstream
         if upstream is None or upstream.name != tracking.name:
             local.upstream = tracking
+
+
+def preflight(root: str, changes: WorkTreeChanges) -> list[str]:
+    """Paths the plan must change but this process may not (a directory it cannot write).
+
+    Checked before the backup and before any change, so a checkout holding, say, a root-owned
+    scratch directory is refused whole rather than left half healed.
+    """
+    writable: dict[str, bool] = {}
+
+    def can_write(directory: str) -> bool:
+        if directory not in writable:
+            full = os.path.join(root, directory) if directory else root
+            if os.path.isdir(full) and not os.path.islink(full):
+                writable[directory] = os.access(full, os.W_OK | os.X_OK)
+            else:  # created by the pull: decided by the nearest existing parent
+                writable[directory] = (
+                    can_write(directory.rpartition("/")[0]) if directory else False
+                )
+        return writable[directory]
+
+    blocked = []
+    for path in sorted({*changes.writes, *changes.deletes, *changes.blockers}):
+        if not can_write(path.rpartition("/")[0]):
+            blocked.append(f"{path} (directory not writable)")
+    for path, is_dir in changes.clean:
+        parent = path.rpartition("/")[0]
+        if not can_write(parent):
+            blocked.append(f"{path} (directory not writable)")
+        elif is_dir:
+            full = os.path.join(root, path)
+            for dirpath, dirs, _files in os.walk(full):
+                if not os.access(dirpath, os.W_OK | os.X_OK):
+                    blocked.append(f"{os.path.relpath(dirpath, root)}/ (directory not writable)")
+                    break
+                dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(dirpath, d))]
+    return blocked

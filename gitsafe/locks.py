@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from gitsafe.errors import LockBusy
 from gitsafe.plan import Lock
@@ -74,7 +75,12 @@ def survey(gitdir: str, commondir: str, stale_age: float) -> list[Lock]:
 
 
 def settle(
-    gitdir: str, commondir: str, stale_age: float, timeout: float, poll: float = 0.1
+    gitdir: str,
+    commondir: str,
+    stale_age: float,
+    timeout: float,
+    poll: float = 0.1,
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> list[Lock]:
     """Remove stale locks; wait up to ``timeout`` for fresh ones to go.  Returns the removed."""
     removed: list[Lock] = []
@@ -102,4 +108,5 @@ def settle(
                 lock=lock.path,
                 held_by=list(lock.held_by),
             )
+        checkpoint()
         time.sleep(poll)

@@ -60,6 +60,14 @@ def open_checkout(path: str) -> Checkout:
         message = str(e)
         if "objectformat" in message.lower() or "sha256" in message.lower():
             raise Refused(f"refusing {found}: sha256 repositories are not supported") from None
+        if "not owned by current user" in message:
+            top = (
+                os.path.dirname(found.rstrip("/")) if found.rstrip("/").endswith(".git") else found
+            )
+            raise Refused(
+                f"refusing {top}: it is owned by another user (git's safe.directory rule); "
+                f"if you trust it: git config --global --add safe.directory {top}"
+            ) from None
         raise NotARepository(f"cannot open repository {found}: {message}") from None
     if repo.is_bare or repo.workdir is None:
         raise NotARepository(f"{found.rstrip('/')} is a bare repository: there is no work tree")

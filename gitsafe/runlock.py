@@ -9,14 +9,19 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 from gitsafe.errors import Interrupted, LockBusy
 
 
 @contextlib.contextmanager
-def exclusive(gitdir: str, timeout: float, poll: float = 0.05) -> Iterator[None]:
+def exclusive(
+    gitdir: str,
+    timeout: float,
+    poll: float = 0.05,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> Iterator[None]:
     """Hold ``<gitdir>/gitsafe/run.lock`` with flock for the duration.
 
     The kernel releases an flock when its holder dies, even by SIGKILL, so a crashed run never
@@ -42,6 +47,7 @@ def exclusive(gitdir: str, timeout: float, poll: float = 0.05) -> Iterator[None]
                     f"waited {timeout:g}s",
                     holder=holder,
                 )
+            checkpoint()
             time.sleep(poll)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

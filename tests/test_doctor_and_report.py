@@ -134,17 +134,27 @@ def test_report_path_precedence_flag_env_config(
     assert report.settings["report"]["source"] == "flag"
 
 
-def test_report_replaces_a_symlink_instead_of_writing_through_it(
+def test_report_path_through_a_symlink_is_refused_before_anything_is_touched(
     deploy: Path, tmp_path: Path
 ) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_text("untouched\n")
     link = tmp_path / "report.json"
     os.symlink(victim, link)
-    gitsafe.pull(deploy, report_path=str(link))
-    assert victim.read_text() == "untouched\n"
-    assert not link.is_symlink()
-    jsonschema.validate(json.loads(link.read_text()), SCHEMA)
+    write(deploy, "scratch.txt")
+    report = gitsafe.pull(deploy, report_path=str(link))
+    assert (report.exit_code, report.error["kind"]) == (2, "usage")
+    assert "symlink" in report.error["message"]
+    assert victim.read_text() == "untouched\n" and link.is_symlink()
+    assert (deploy / "scratch.txt").exists()
+
+
+def test_report_path_in_a_missing_directory_is_refused(deploy: Path, tmp_path: Path) -> None:
+    write(deploy, "scratch.txt")
+    report = gitsafe.pull(deploy, report_path=str(tmp_path / "nope" / "r.json"))
+    assert (report.exit_code, report.error["kind"]) == (2, "usage")
+    assert "does not exist" in report.error["message"]
+    assert (deploy / "scratch.txt").exists()
 
 
 def test_keep_patterns_accumulate_from_flag_env_and_config(
