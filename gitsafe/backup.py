@@ -3,8 +3,8 @@
 A backup is a commit under ``refs/gitsafe/backups/<id>`` whose tree holds ``manifest.json`` and
 one blob per saved file under ``blobs/`` (numbered, so any path — non-UTF-8, ``.git`` components —
 fits).  Its parents are the commits the pull moves away from, so dropped local commits stay
-reachable.  Files above the size bound are moved aside under ``<gitdir>/gitsafe/aside/<id>/``
-instead of hashed.  The ids sort by time.
+reachable.  Files above the size bound are set aside (hard-linked, else copied) under
+``<gitdir>/gitsafe/aside/<id>/`` instead of hashed.  The ids sort by time.
 """
 
 from __future__ import annotations
@@ -124,10 +124,12 @@ class _Collector:
                 rel = os.path.join("gitsafe", "aside", self.id, f"{len(self.entries):06d}")
                 dest = os.path.join(self.gitdir, rel)
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
+                # A hard link sets the file aside without copying it or touching the work tree:
+                # the pull then unlinks or replaces the work-tree name, never the inode's data.
                 try:
-                    os.rename(full, dest)
+                    os.link(full, dest, follow_symlinks=False)
                 except OSError:
-                    shutil.copy2(full, dest)
+                    shutil.copy2(full, dest, follow_symlinks=False)
                 self.aside += 1
                 self._add(Entry(path, source, "file", mode, None, info.st_size, rel), None)
             else:
@@ -166,10 +168,10 @@ def create(
     parents: list[pygit2.Oid],
     branch: str | None,
     max_size: int,
+    backup_id: str | None = None,
 ) -> BackupInfo | None:
-    """Save everything the plan discards; None when it discards nothing but reachable commits
-    that ``parents`` already name (there is then nothing a backup would add)."""
-    backup_id = new_id()
+    """Save everything the plan discards; None when it discards nothing at all."""
+    backup_id = backup_id or new_id()
     c = _Collector(repo, root, gitdir, backup_id, max_size)
     with SafeTree(root) as tree:
         for item in changes.restore:

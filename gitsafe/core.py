@@ -386,7 +386,10 @@ def pull(
                     co.gitdir, settings.lock_timeout.value, checkpoint=interrupts.check
                 ),
             ):
-                _converge(co, settings, source, report, interrupts.check)
+                try:
+                    _converge(co, settings, source, report, interrupts.check)
+                finally:
+                    locks.clear_journal(co.gitdir)
     except GitsafeError as e:
         _fail(report, e)
     except OSError as e:
@@ -424,13 +427,16 @@ def _converge(
     early = refusals(co)
     if early:
         raise Refused("refusing: " + "; ".join(early))
-    removed_locks = locks.settle(
+    removed_locks = locks.recover_journal(co.gitdir)
+    removed_locks += locks.settle(
         co.gitdir,
         co.commondir,
         settings.stale_lock_age.value,
         settings.lock_timeout.value,
         checkpoint=checkpoint,
     )
+    backup_id = backup.new_id()
+    locks.write_journal(co.gitdir, _our_locks(co, source, backup_id))
     checkpoint()
     target = fetch(repo, source)
     report.target = str(target)
@@ -465,6 +471,7 @@ def _converge(
                 plan.dropped_tips,
                 source.branch,
                 settings.backup_max_file_size.value,
+                backup_id,
             )
         if info is not None:
             info.pruned = backup.prune(
@@ -492,6 +499,22 @@ def _converge(
     else:
         report.outcome = "up-to-date"
     report.exit_code = 0
+
+
+def _our_locks(co: Checkout, source: Source, backup_id: str) -> list[str]:
+    """Every lock file the libgit2 calls of one pull may create."""
+    g, c = co.gitdir, co.commondir
+    return [
+        os.path.join(g, "index.lock"),
+        os.path.join(g, "HEAD.lock"),
+        os.path.join(g, "ORIG_HEAD.lock"),
+        os.path.join(g, "FETCH_HEAD.lock"),
+        os.path.join(c, "config.lock"),
+        os.path.join(c, "packed-refs.lock"),
+        os.path.join(c, f"refs/heads/{source.branch}.lock"),
+        os.path.join(c, f"{source.tracking_ref}.lock"),
+        os.path.join(c, f"{backup.REF_PREFIX}{backup_id}.lock"),
+    ]
 
 
 def _disabled_pull(co: Checkout, source: Source, report: Report, quiet: bool) -> None:

@@ -8,6 +8,8 @@ lock is waited for, never removed.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -110,3 +112,50 @@ def settle(
             )
         checkpoint()
         time.sleep(poll)
+
+
+# -- locks of our own, left by a gitsafe run that was killed ----------------------------------
+
+_JOURNAL = os.path.join("gitsafe", "inflight.json")
+
+
+def write_journal(gitdir: str, paths: list[str]) -> None:
+    """Name the lock files this run's libgit2 calls may create, before making any of them.
+
+    Written while holding the run lock; a later run that acquires the run lock knows the writer
+    is dead, so any of these lock files still present and held by no process is provably its
+    leftover and goes at once, whatever its age.
+    """
+    record = {"pid": os.getpid(), "locks": paths}
+    path = os.path.join(gitdir, _JOURNAL)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def clear_journal(gitdir: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(gitdir, _JOURNAL))
+
+
+def recover_journal(gitdir: str) -> list[Lock]:
+    """Remove the unheld lock files a killed gitsafe run left (call with the run lock held)."""
+    path = os.path.join(gitdir, _JOURNAL)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (FileNotFoundError, ValueError):
+        clear_journal(gitdir)
+        return []
+    removed = []
+    for lock_path in record.get("locks", []):
+        lock = inspect(str(lock_path), stale_age=0.0)
+        if lock is not None and lock.stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock.path)
+                removed.append(lock)
+    clear_journal(gitdir)
+    return removed

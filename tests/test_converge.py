@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -251,3 +252,18 @@ def test_operational_failures_are_reports_and_misuse_raises(deploy: Path) -> Non
         gitsafe.doctor(123)  # type: ignore[arg-type]
     report = gitsafe.pull(deploy, "origin", "main", exclude=["!x"])
     assert (report.exit_code, report.error["kind"]) == (2, "usage")
+
+
+def test_fresh_lock_left_by_a_killed_gitsafe_run_is_removed_at_once(deploy: Path) -> None:
+    lock = deploy / ".git/index.lock"
+    _lock(lock, 0)
+    (deploy / ".git/gitsafe").mkdir(exist_ok=True)
+    (deploy / ".git/gitsafe/inflight.json").write_text(
+        json.dumps({"pid": 999999, "locks": [str(lock)]})
+    )
+    write(deploy, "src/config.py", "dirty\n")
+    report = gitsafe.pull(deploy, "origin", "main", lock_timeout=0)
+    assert report.exit_code == 0, report.to_json_text()
+    assert not lock.exists()
+    assert [x["path"] for x in report.plan["stale_locks"]] == [str(lock)]
+    assert not (deploy / ".git/gitsafe/inflight.json").exists()
