@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import stat as st
-from functools import cache
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
@@ -90,13 +89,19 @@ class TreeView:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self._lstat: dict[str, os.stat_result | None] = {}
 
     def abspath(self, path: str) -> str:
         return os.path.join(self.root, path) if path else self.root
 
-    @cache  # noqa: B019 - one view lives for one plan
     def lstat(self, path: str) -> os.stat_result | None:
         """lstat of ``path`` if every leading component is a real directory, else None."""
+        if path in self._lstat:
+            return self._lstat[path]
+        result = self._lstat[path] = self._lstat_uncached(path)
+        return result
+
+    def _lstat_uncached(self, path: str) -> os.stat_result | None:
         if path:
             parent = path.rpartition("/")[0]
             parent_stat = self.lstat(parent)
