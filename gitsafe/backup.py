@@ -22,7 +22,7 @@ from pygit2.enums import Option
 
 from gitsafe.index_stat import MODE_EXEC, MODE_FILE, MODE_LINK, IndexSnapshot
 from gitsafe.plan import WorkTreeChanges
-from gitsafe.safetree import SafeTree
+from gitsafe.safetree import NotInTree, SafeTree
 
 REF_PREFIX = "refs/gitsafe/backups/"
 MANIFEST_FORMAT = "gitsafe.backup/1"
@@ -176,7 +176,7 @@ def create(
     with SafeTree(root) as tree:
         for item in changes.restore:
             path = item.path
-            if any(r in item.reason for r in ("modified", "typechange", "mode")):
+            if any(r in item.reason for r in ("modified", "typechange", "mode", "unmerged")):
                 c.add_worktree(tree, path, "worktree")
             entry = index.entries.get(path)
             if entry is not None and (entry.mode, entry.oid) != head_files.get(path):
@@ -309,6 +309,39 @@ def find(repo: pygit2.Repository, backup_id: str | None) -> Listed | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def _restore_entry(
+    repo: pygit2.Repository,
+    gitdir: str,
+    tree: SafeTree,
+    blobs: pygit2.Tree,
+    n: int,
+    e: dict[str, Any],
+    rel: str,
+    result: RestoreResult,
+) -> None:
+    existing = tree.lstat(rel)
+    if e["type"] == "dir":
+        if existing is None:
+            tree.mkdir(rel)
+            result.written.append(rel + "/")
+        elif not st.S_ISDIR(existing.st_mode):
+            result.skipped.append(rel)
+        return
+    if existing is not None:
+        result.skipped.append(rel)
+        return
+    if e.get("aside"):
+        with open(os.path.join(gitdir, e["aside"]), "rb") as f:
+            data = f.read()
+    else:
+        data = _blob_data(repo, blobs[f"{n:06d}"].id)
+    if e["type"] == "link":
+        tree.symlink(data, rel)
+    else:
+        tree.write_file(rel, data, 0o777 if e["mode"] == MODE_EXEC else 0o666)
+    result.written.append(rel)
+
+
 @dataclass
 class RestoreResult:
     written: list[str] = field(default_factory=list)
@@ -334,7 +367,7 @@ def restore(
     blobs = backup.commit.tree["blobs"]
     assert isinstance(blobs, pygit2.Tree)
     os.makedirs(into, exist_ok=True)
-    with SafeTree(into) as tree:
+    with SafeTree(into, replace_blockers=False) as tree:
         for n, e in enumerate(backup.manifest["entries"]):
             source = e["source"]
             if source.startswith("index"):
@@ -348,24 +381,10 @@ def restore(
                 rel = f".gitsafe-state/{e['path']}"
             else:
                 rel = e["path"]
-            if tree.lstat(rel) is not None and e["type"] != "dir":
-                result.skipped.append(rel)
-                continue
-            if e["type"] == "dir":
-                if tree.lstat(rel) is None:
-                    tree.mkdir(rel)
-                    result.written.append(rel + "/")
-                continue
-            if e.get("aside"):
-                with open(os.path.join(gitdir, e["aside"]), "rb") as f:
-                    data = f.read()
-            else:
-                data = _blob_data(repo, blobs[f"{n:06d}"].id)
-            if e["type"] == "link":
-                tree.symlink(data, rel)
-            else:
-                tree.write_file(rel, data, 0o777 if e["mode"] == MODE_EXEC else 0o666)
-            result.written.append(rel)
+            try:
+                _restore_entry(repo, gitdir, tree, blobs, n, e, rel, result)
+            except (NotInTree, FileExistsError):
+                result.skipped.append(rel)  # something that is not ours stands in the way
     for n, parent in enumerate(backup.manifest.get("parents", [])):
         name = f"gitsafe/restore/{backup.id}" + (f"-{n}" if n else "")
         oid = pygit2.Oid(hex=parent)

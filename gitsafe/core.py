@@ -21,7 +21,7 @@ import pygit2
 
 from gitsafe import backup, execute, ignore, locks, runlock
 from gitsafe.errors import GitsafeError, Refused, UsageError
-from gitsafe.index_stat import IndexSnapshot, read_index
+from gitsafe.index_stat import MODE_GITLINK, IndexSnapshot, read_index
 from gitsafe.plan import Commit, Lock, TreeFiles, WorkTreeChanges, flatten_tree, plan_worktree
 from gitsafe.remote import Source, choose, current_branch, fetch, tracking_tip
 from gitsafe.report import Report, redact_url, write_atomic
@@ -151,7 +151,9 @@ def build_plan(
     try:
         return _build_plan(co, source, target, settings, lock_survey)
     except (KeyError, pygit2.GitError) as e:
-        text = str(e).strip("'\"")
+        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        if "invalid path" in text.lower():
+            raise Refused(f"refusing a tree with an unsafe path: {text}") from None
         if "index" in text.lower():
             raise Refused(
                 f"the index is unreadable ({text}); inspect it, or move .git/index aside and "
@@ -182,6 +184,12 @@ def _build_plan(
         _rules(co, settings),
         filemode(co),
     )
+    missing = _missing_objects(repo, changes, index, head_files, target_files)
+    if missing:
+        raise Refused(
+            f"the repository is missing {len(missing)} object(s) the pull would need "
+            f"({', '.join(missing[:5])}); run 'git fsck'"
+        )
     on_branch = current_branch(repo)
     tips = []
     if head is not None and on_branch != source.branch and repo.head_is_detached:
@@ -217,6 +225,31 @@ def _build_plan(
         head_files=head_files,
         dropped_tips=dropped_tips,
     )
+
+
+def _missing_objects(
+    repo: pygit2.Repository,
+    changes: WorkTreeChanges,
+    index: IndexSnapshot,
+    head: TreeFiles,
+    target: TreeFiles,
+) -> list[str]:
+    """Blobs the pull relies on that the object store lacks.
+
+    A tracked file the reset deletes or rewrites is backed up only when it differs from HEAD,
+    because HEAD holds it; if HEAD's blob is gone, the work tree is the only copy left.
+    """
+    needed: list[tuple[str, pygit2.Oid]] = []
+    for path in (*changes.deletes, *changes.writes):
+        for spec in (head.get(path), target.get(path)):
+            if spec is not None and spec[0] != MODE_GITLINK:
+                needed.append((path, spec[1]))
+        entry = index.entries.get(path)
+        if entry is not None and entry.mode != MODE_GITLINK:
+            needed.append((path, entry.oid))
+    for path, stages in index.conflicted.items():
+        needed.extend((path, e.oid) for e in stages if e.mode != MODE_GITLINK)
+    return sorted({f"{path} ({oid})" for path, oid in needed if oid not in repo})
 
 
 def _now() -> str:

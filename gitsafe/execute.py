@@ -23,12 +23,13 @@ from gitsafe.safetree import NotInTree, SafeTree
 def _blob_content(repo: pygit2.Repository, path: str, oid: pygit2.Oid) -> bytes:
     blob = repo[oid]
     assert isinstance(blob, pygit2.Blob)
-    filters = repo.load_filter_list(path, FilterMode.TO_WORKTREE)
+    # Paths go to pygit2 as bytes: it cannot encode non-UTF-8 names given as text.
+    filters = repo.load_filter_list(os.fsencode(path), FilterMode.TO_WORKTREE)  # type: ignore[arg-type]
     if filters is None:
         return blob.data
     # FilterList.apply_to_buffer stops at the first NUL byte; BlobIO applies the same
     # smudge filters (eol, ident) through git_blob_filter and keeps every byte.
-    with pygit2.BlobIO(blob, as_path=path) as stream:
+    with pygit2.BlobIO(blob, as_path=os.fsencode(path)) as stream:  # type: ignore[arg-type]
         return stream.read()
 
 

@@ -159,7 +159,10 @@ class _Analysis:
             oid = pygit2.hash(os.readlink(os.fsencode(self.view.abspath(path))))
         elif mode is not None:
             try:
-                oid = self.repo.hashfile(self.view.abspath(path), as_path=path)
+                oid = self.repo.hashfile(
+                    self.view.abspath(path),
+                    as_path=os.fsencode(path),  # type: ignore[arg-type]  # non-UTF-8 names
+                )
             except (OSError, pygit2.GitError):
                 oid = None
         self._oids[path] = oid

@@ -53,7 +53,7 @@ def open_checkout(path: str) -> Checkout:
     except pygit2.GitError as e:
         raise NotARepository(f"not a git repository: {path} ({e})") from None
     if found is None:
-        raise NotARepository(f"not a git repository (or any parent): {os.path.abspath(path)}")
+        raise NotARepository(f"not a git repository (or any parent): {os.path.realpath(path)}")
     try:
         repo = pygit2.Repository(found)
     except pygit2.GitError as e:

@@ -65,8 +65,8 @@ def restore_command(
         return e.exit_code
     found = backup.find(co.repo, backup_id)
     if found is None:
-        what = f"backup {backup_id!r}" if backup_id else "any backup"
-        console.print(f"gitsafe restore: no {what} (see 'gitsafe backups')", markup=False)
+        what = f"no backup {backup_id!r}" if backup_id else "no backups in this repository"
+        console.print(f"gitsafe restore: {what} (see 'gitsafe backups')", markup=False)
         return 2
     target = co.workdir if in_place else os.path.abspath(str(into))
     result = backup.restore(co.repo, co.gitdir, found, target, in_place)
