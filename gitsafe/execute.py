@@ -83,7 +83,9 @@ def reset_worktree(
                         path=path,
                     ) from e
                 raise GitsafeError(f"cannot write {path}: {e.strerror}", path=path) from e
-    write_index(repo, root, target_tree, target, set(changes.writes) | changes.verified)
+    refresh = set(changes.writes) | changes.verified
+    if refresh or changes.deletes or not changes.index_current:
+        write_index(repo, root, target_tree, target, refresh)
 
 
 def write_index(

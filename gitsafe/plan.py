@@ -79,6 +79,7 @@ class WorkTreeChanges:
     blockers: list[str] = field(default_factory=list)  # non-directories in the way of writes
     clean: list[tuple[str, bool]] = field(default_factory=list)  # (path, is_dir) to remove
     verified: set[str] = field(default_factory=set)  # hashed and equal to the target: re-stat
+    index_current: bool = False  # the index already equals the target, stage 0 only
 
 
 def flatten_tree(tree: pygit2.Tree | None) -> TreeFiles:
@@ -134,6 +135,7 @@ class _Analysis:
         self.rules = rules
         self.filemode = filemode
         self._oids: dict[str, pygit2.Oid | None] = {}
+        self.hashed: set[str] = set()  # paths whose stat data could not vouch for them
         self.changes = WorkTreeChanges()
         self.reset_rmdirs: set[str] = set()
 
@@ -156,8 +158,10 @@ class _Analysis:
         ):
             oid = entry.oid
         elif mode == MODE_LINK:
+            self.hashed.add(path)
             oid = pygit2.hash(os.readlink(os.fsencode(self.view.abspath(path))))
         elif mode is not None:
+            self.hashed.add(path)
             try:
                 oid = self.repo.hashfile(
                     self.view.abspath(path),
@@ -254,7 +258,7 @@ class _Analysis:
                         ch.overwrite.append(Item(path, self._overwrite_reason(path, kind)))
                     elif kind == "dir" and t[0] != MODE_GITLINK:
                         ch.overwrite.append(Item(path + "/", "directory replaced by a file"))
-                elif kind == "file" and self._oids.get(path) is not None:
+                elif path in self.hashed:
                     ch.verified.add(path)
                 blocker = self.view.first_non_dir_ancestor(path)
                 if blocker is not None and blocker not in blockers:
@@ -271,6 +275,9 @@ class _Analysis:
             ):
                 ch.deletes.append(path)
         ch.blockers = sorted(blockers)
+        ch.index_current = not index.conflicted and len(index.entries) == len(self.target) and all(
+            (e.mode, e.oid) == self.target.get(p) for p, e in index.entries.items()
+        )
         self._reset_removed_dirs()
 
     def _overwrite_reason(self, path: str, kind: str) -> str:
