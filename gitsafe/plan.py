@@ -275,8 +275,10 @@ class _Analysis:
             ):
                 ch.deletes.append(path)
         ch.blockers = sorted(blockers)
-        ch.index_current = not index.conflicted and len(index.entries) == len(self.target) and all(
-            (e.mode, e.oid) == self.target.get(p) for p, e in index.entries.items()
+        ch.index_current = (
+            not index.conflicted
+            and len(index.entries) == len(self.target)
+            and all((e.mode, e.oid) == self.target.get(p) for p, e in index.entries.items())
         )
         self._reset_removed_dirs()
 

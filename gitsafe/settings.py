@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
-
-import pygit2
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from gitsafe.errors import UsageError
+
+if TYPE_CHECKING:  # the CLI imports this module for --help; libgit2 loads only when used
+    import pygit2
 
 T = TypeVar("T")
 
@@ -112,6 +113,8 @@ def parse_count(text: str, what: str) -> int:
 def _config_value(config: pygit2.Config | None, name: str) -> str | None:
     if config is None:
         return None
+    import pygit2
+
     try:
         value = config[name]
     except (KeyError, pygit2.GitError):
@@ -122,6 +125,8 @@ def _config_value(config: pygit2.Config | None, name: str) -> str | None:
 def _config_multi(config: pygit2.Config | None, name: str) -> list[str]:
     if config is None:
         return []
+    import pygit2
+
     try:
         return [str(v) for v in config.get_multivar(name)]
     except (KeyError, pygit2.GitError):
