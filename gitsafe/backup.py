@@ -20,7 +20,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import Option
 
-from gitsafe.index_stat import MODE_EXEC, MODE_FILE, MODE_LINK, IndexSnapshot
+from gitsafe.index_stat import MODE_EXEC, MODE_FILE, MODE_GITLINK, MODE_LINK, IndexSnapshot
 from gitsafe.plan import WorkTreeChanges
 from gitsafe.safetree import NotInTree, SafeTree
 
@@ -137,6 +137,9 @@ class _Collector:
                 self._add(Entry(path, source, "file", mode, str(oid), info.st_size), oid)
 
     def add_blob(self, path: str, source: str, mode: int, oid: pygit2.Oid) -> None:
+        if mode == MODE_GITLINK:  # a submodule commit id: recorded, there is no blob to keep
+            self._add(Entry(path, source, "gitlink", mode, str(oid), 0), None)
+            return
         obj = self.repo.get(oid)
         size = obj.size if isinstance(obj, pygit2.Blob) else 0
         kind = "link" if mode == MODE_LINK else "file"
@@ -319,6 +322,8 @@ def _restore_entry(
     rel: str,
     result: RestoreResult,
 ) -> None:
+    if e["type"] == "gitlink":
+        return  # nothing to write: the entry only records which submodule commit was staged
     existing = tree.lstat(rel)
     if e["type"] == "dir":
         if existing is None:

@@ -30,6 +30,7 @@ from gitsafe.repository import (
     excludes_file,
     filemode,
     leftover_state,
+    may_convert,
     open_checkout,
     refusals,
 )
@@ -183,6 +184,7 @@ def _build_plan(
         target_files,
         _rules(co, settings),
         filemode(co),
+        may_convert(co, target_files),
     )
     missing = _missing_objects(repo, changes, index, head_files, target_files)
     if missing:
@@ -544,6 +546,7 @@ def _our_locks(co: Checkout, source: Source, backup_id: str) -> list[str]:
         os.path.join(g, "FETCH_HEAD.lock"),
         os.path.join(c, "config.lock"),
         os.path.join(c, "packed-refs.lock"),
+        os.path.join(c, "shallow.lock"),
         os.path.join(c, f"refs/heads/{source.branch}.lock"),
         os.path.join(c, f"{source.tracking_ref}.lock"),
         os.path.join(c, f"{backup.REF_PREFIX}{backup_id}.lock"),

@@ -12,25 +12,20 @@ import shutil
 from collections.abc import Callable
 
 import pygit2
-from pygit2.enums import FilterMode
 
 from gitsafe.errors import GitsafeError
+from gitsafe.filters import smudge
 from gitsafe.index_stat import MODE_EXEC, MODE_GITLINK, MODE_LINK, add_with_stat
 from gitsafe.plan import TreeFiles, WorkTreeChanges
+from gitsafe.repository import state_path
 from gitsafe.safetree import NotInTree, SafeTree
 
 
 def _blob_content(repo: pygit2.Repository, path: str, oid: pygit2.Oid) -> bytes:
     blob = repo[oid]
     assert isinstance(blob, pygit2.Blob)
-    # Paths go to pygit2 as bytes: it cannot encode non-UTF-8 names given as text.
-    filters = repo.load_filter_list(os.fsencode(path), FilterMode.TO_WORKTREE)  # type: ignore[arg-type]
-    if filters is None:
-        return blob.data
-    # FilterList.apply_to_buffer stops at the first NUL byte; BlobIO applies the same
-    # smudge filters (eol, ident) through git_blob_filter and keeps every byte.
-    with pygit2.BlobIO(blob, as_path=os.fsencode(path)) as stream:  # type: ignore[arg-type]
-        return stream.read()
+    converted = smudge(repo, path, blob.data)
+    return blob.data if converted is None else converted
 
 
 def _write_entry(
@@ -135,8 +130,7 @@ def clean_worktree(
 
 def clear_state(gitdir: str, commondir: str, names: list[str]) -> None:
     for name in names:
-        base = commondir if name.startswith("refs/") else gitdir
-        full = os.path.join(base, name.rstrip("/"))
+        full = state_path(gitdir, commondir, name)
         try:
             if os.path.isdir(full) and not os.path.islink(full):
                 shutil.rmtree(full)

@@ -18,6 +18,7 @@ from typing import Any
 import pygit2
 
 from gitsafe import ignore
+from gitsafe.filters import smudge
 from gitsafe.index_stat import (
     MODE_EXEC,
     MODE_GITLINK,
@@ -125,8 +126,10 @@ class _Analysis:
         target: TreeFiles,
         rules: ignore.ExcludeRules,
         filemode: bool,
+        may_filter: bool = True,
     ) -> None:
         self.repo = repo
+        self.may_filter = may_filter  # False: no checkout conversion can apply in this repo
         self.view = view
         self.index = index
         self.head = head
@@ -185,6 +188,36 @@ class _Analysis:
         if kind == "file" and self.filemode and (mode == MODE_EXEC) != bool(lst.st_mode & 0o100):
             return False
         return self.worktree_oid(path, lst) == oid
+
+    def _git_would_rewrite(
+        self, path: str, lst: os.stat_result | None, t: tuple[int, pygit2.Oid]
+    ) -> bool:
+        """Content matches the target; would git's rewrite still change the file?
+
+        git's reset rewrites every entry whose cached stat data does not vouch for it, without
+        comparing content.  Skipping such a rewrite changes nothing unless the rewrite would:
+        it restores the executable bit from the index even with core.fileMode=false, and it
+        applies today's checkout conversions (core.autocrlf, eol attributes) to the bytes.
+        """
+        if lst is None or not st.S_ISREG(lst.st_mode) or t[0] == MODE_LINK:
+            return False
+        entry = self.index.entries.get(path)
+        if entry is not None and (entry.mode, entry.oid) == t and self.index.stat_clean(entry, lst):
+            return False  # git keeps it as it is
+        if (t[0] == MODE_EXEC) != bool(lst.st_mode & 0o100):
+            return True
+        if not self.may_filter:
+            return False
+        blob = self.repo[t[1]]
+        assert isinstance(blob, pygit2.Blob)
+        smudged = smudge(self.repo, path, blob.data)
+        if smudged is None:
+            return False
+        try:
+            with open(self.view.abspath(path), "rb") as f:
+                return f.read() != smudged
+        except OSError:
+            return True
 
     # -- ignore rules after the reset --------------------------------------------------------
 
@@ -252,7 +285,7 @@ class _Analysis:
                 ch.incoming.append(Item(path, what))
 
             if t is not None:
-                if not self.matches(path, lst, t):
+                if not self.matches(path, lst, t) or self._git_would_rewrite(path, lst, t):
                     ch.writes.append(path)
                     if entry is None and kind != "missing" and path not in index.conflicted:
                         ch.overwrite.append(Item(path, self._overwrite_reason(path, kind)))
@@ -411,8 +444,9 @@ def plan_worktree(
     target: TreeFiles,
     rules: ignore.ExcludeRules,
     filemode: bool = True,
+    may_filter: bool = True,
 ) -> WorkTreeChanges:
-    analysis = _Analysis(repo, view, index, head, target, rules, filemode)
+    analysis = _Analysis(repo, view, index, head, target, rules, filemode, may_filter)
     analysis.analyse_tracked()
     analysis.analyse_untracked()
     return analysis.changes

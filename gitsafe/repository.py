@@ -182,6 +182,12 @@ def excludes_file(co: Checkout) -> str | None:
     return value if os.path.isabs(value) else os.path.join(co.workdir, value)
 
 
+def state_path(gitdir: str, commondir: str, name: str) -> str:
+    """Where a ``leftover_state`` name lives: shared state in the common git directory."""
+    shared = name.startswith("refs/") or name == "shallow"
+    return os.path.join(commondir if shared else gitdir, name.rstrip("/"))
+
+
 def leftover_state(co: Checkout) -> list[str]:
     """Operation state files and directories present in the git directory."""
     found = []
@@ -192,6 +198,11 @@ def leftover_state(co: Checkout) -> list[str]:
         base = co.commondir if name.startswith("refs/") else co.gitdir
         if os.path.lexists(os.path.join(base, name)):
             found.append(name + "/")
+    # An empty shallow file is what a fetch killed mid-way leaves; git would take the checkout
+    # for a shallow clone with no boundary.  A real shallow file is never empty.
+    shallow = os.path.join(co.commondir, "shallow")
+    if os.path.isfile(shallow) and not os.path.islink(shallow) and os.path.getsize(shallow) == 0:
+        found.append("shallow")
     return found
 
 
@@ -200,3 +211,36 @@ def filemode(co: Checkout) -> bool:
         return bool(co.repo.config.get_bool("core.fileMode"))
     except (KeyError, pygit2.GitError, ValueError):
         return True
+
+
+_CONVERSION_ATTRIBUTES = (b"text", b"eol", b"crlf", b"ident", b"filter")
+
+
+def may_convert(co: Checkout, target: dict[str, tuple[int, pygit2.Oid]]) -> bool:
+    """Could a checkout conversion (eol, ident, filters) apply to any file here?
+
+    False lets the plan skip per-file filter look-ups in the common case of a repository with no
+    ``core.autocrlf``/``core.eol`` and no attribute that converts.
+    """
+    config = co.repo.config
+    for name in ("core.autocrlf", "core.eol"):
+        try:
+            value = str(config[name]).lower()
+        except (KeyError, pygit2.GitError):
+            continue
+        if value not in ("false", "lf", "native", ""):
+            return True
+    sources = [os.path.join(co.commondir, "info", "attributes"), _attributes_file(co)]
+    for path in sources:
+        if path and os.path.isfile(path):
+            with open(path, "rb") as f:
+                if any(a in f.read() for a in _CONVERSION_ATTRIBUTES):
+                    return True
+    for path, (_mode, oid) in target.items():
+        if path == ".gitattributes" or path.endswith("/.gitattributes"):
+            blob = co.repo.get(oid)
+            if isinstance(blob, pygit2.Blob) and any(
+                a in blob.data for a in _CONVERSION_ATTRIBUTES
+            ):
+                return True
+    return False

@@ -328,3 +328,43 @@ def test_conflicted_and_intent_to_add_paths_absent_from_the_target_are_deleted(
     report, healed, _ = heal_and_compare(deploy, tmp_path, ["*.ign"])
     assert not (healed / "both.ign").exists() and not (healed / "ita.log").exists()
     assert {"path": "both.ign", "reason": "unmerged"} in report.plan["restore"]
+
+
+def test_chmod_with_core_filemode_false_is_undone_like_git(deploy: Path, tmp_path: Path) -> None:
+    git(deploy, "config", "core.fileMode", "false")
+    (deploy / "README.md").chmod(0o755)
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert not os.access(healed / "README.md", os.X_OK)
+
+
+def test_checkout_conversion_enabled_after_checkout_is_applied_like_git(
+    origin: Origin, tmp_path: Path
+) -> None:
+    write(origin.work, "notes.txt", "one\ntwo\n")
+    origin.push("text file")
+    deploy = origin.clone(tmp_path / "deploy")
+    git(deploy, "config", "core.autocrlf", "true")
+    os.utime(deploy / "notes.txt", (1, 1))  # stat-dirty: git's reset rewrites it, with CRLF
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / "notes.txt").read_bytes() == b"one\r\ntwo\r\n"
+
+
+def test_staged_embedded_repository_is_healed(deploy: Path, tmp_path: Path) -> None:
+    inner = deploy / "embedded"
+    inner.mkdir()
+    git(inner, "init", "-q")
+    write(inner, "f.txt")
+    git(inner, "add", "f.txt")
+    git(inner, "commit", "-qm", "inner")
+    git(deploy, "add", "embedded")  # stages a gitlink
+    report, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / "embedded/f.txt").exists()  # kept as a nested repository
+    assert report.backup is not None
+
+
+def test_empty_shallow_file_left_by_a_killed_fetch_is_cleared(deploy: Path) -> None:
+    (deploy / ".git/shallow").write_bytes(b"")
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert report.exit_code == 0, report.to_json_text()
+    assert "shallow" in report.plan["clear_state"]
+    assert git(deploy, "rev-parse", "--is-shallow-repository").strip() == "false"

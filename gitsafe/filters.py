@@ -1,0 +1,27 @@
+"""Checkout conversions (eol, ident, and libgit2's other built-in filters) applied to blobs.
+
+pygit2's ``FilterList.apply_to_buffer`` stops at the first NUL byte and ``BlobIO`` can hang on
+a filtered blob, so the conversion goes through libgit2's C call directly and keeps every byte.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pygit2
+from pygit2.enums import FilterMode
+from pygit2.errors import check_error
+from pygit2.ffi import C, ffi
+
+
+def smudge(repo: pygit2.Repository, path: str, data: bytes) -> bytes | None:
+    """``data`` as a checkout writes it at ``path``; None when no conversion applies."""
+    filters = repo.load_filter_list(os.fsencode(path), FilterMode.TO_WORKTREE)  # type: ignore[arg-type]
+    if filters is None:
+        return None
+    buf = ffi.new("git_buf *")
+    check_error(C.git_filter_list_apply_to_buffer(buf, filters._pointer, data, len(data)))
+    try:
+        return bytes(ffi.buffer(buf.ptr, buf.size))
+    finally:
+        C.git_buf_dispose(buf)
