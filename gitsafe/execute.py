@@ -7,8 +7,10 @@ component (before or during the run) can never redirect a write or a deletion ou
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
+import sys
 from collections.abc import Callable
 
 import pygit2
@@ -166,11 +168,33 @@ def move_branch(
             local.upstream = tracking
 
 
-def preflight(root: str, changes: WorkTreeChanges) -> list[str]:
-    """Paths the plan must change but this process may not (a directory it cannot write).
+_FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h, for a long-sized argument on 64-bit
+_FS_IMMUTABLE_FL = 0x10
+_FS_APPEND_FL = 0x20
 
-    Checked before the backup and before any change, so a checkout holding, say, a root-owned
-    scratch directory is refused whole rather than left half healed.
+
+def _locked_by_attribute(full: str) -> bool:
+    """chattr +i / +a: not even root may remove or replace what is inside or the file itself."""
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False  # a symlink, a socket: no attributes to ask about
+    try:
+        buf = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, b"\0" * 8)
+    except OSError:
+        return False  # the file system has no such attributes
+    finally:
+        os.close(fd)
+    return bool(int.from_bytes(buf[:4], sys.byteorder) & (_FS_IMMUTABLE_FL | _FS_APPEND_FL))
+
+
+def preflight(root: str, changes: WorkTreeChanges) -> list[str]:
+    """Paths the plan must change but this process may not.
+
+    A directory it cannot write (permissions, a read-only mount) or a file or directory locked
+    with ``chattr +i``/``+a`` blocks the pull.  Checked before the backup and before any change,
+    so a checkout holding, say, a root-owned scratch directory is refused whole rather than left
+    half healed.
     """
     writable: dict[str, bool] = {}
 
@@ -178,26 +202,42 @@ def preflight(root: str, changes: WorkTreeChanges) -> list[str]:
         if directory not in writable:
             full = os.path.join(root, directory) if directory else root
             if os.path.isdir(full) and not os.path.islink(full):
-                writable[directory] = os.access(full, os.W_OK | os.X_OK)
+                writable[directory] = (
+                    os.access(full, os.W_OK | os.X_OK)
+                    and not _read_only(full)
+                    and not _locked_by_attribute(full)
+                )
             else:  # created by the pull: decided by the nearest existing parent
                 writable[directory] = (
                     can_write(directory.rpartition("/")[0]) if directory else False
                 )
         return writable[directory]
 
+    def can_replace(path: str) -> bool:
+        full = os.path.join(root, path)
+        return not (os.path.lexists(full) and _locked_by_attribute(full))
+
     blocked = []
     for path in sorted({*changes.writes, *changes.deletes, *changes.blockers}):
-        if not can_write(path.rpartition("/")[0]):
-            blocked.append(f"{path} (directory not writable)")
+        if not can_write(path.rpartition("/")[0]) or not can_replace(path):
+            blocked.append(f"{path} (not writable)")
     for path, is_dir in changes.clean:
-        parent = path.rpartition("/")[0]
-        if not can_write(parent):
-            blocked.append(f"{path} (directory not writable)")
+        if not can_write(path.rpartition("/")[0]) or not can_replace(path):
+            blocked.append(f"{path} (not removable)")
         elif is_dir:
-            full = os.path.join(root, path)
-            for dirpath, dirs, _files in os.walk(full):
-                if not os.access(dirpath, os.W_OK | os.X_OK):
-                    blocked.append(f"{os.path.relpath(dirpath, root)}/ (directory not writable)")
+            for dirpath, dirs, files in os.walk(os.path.join(root, path)):
+                rel = os.path.relpath(dirpath, root)
+                if not can_write(rel) or any(
+                    _locked_by_attribute(os.path.join(dirpath, f)) for f in files
+                ):
+                    blocked.append(f"{rel}/ (not removable)")
                     break
                 dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(dirpath, d))]
     return blocked
+
+
+def _read_only(directory: str) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -864,3 +864,27 @@ def test_dash_c_through_a_symlink_and_dotdot_names_the_directory_it_examined(
     proc, data = pull_cli(given, cwd=tmp_path)
     line = assert_one_line_failure(proc, data, 2, "not a git repository")
     assert given in line or os.path.realpath(given) in line, line
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")
+@pytest.mark.parametrize("locked", ["directory", "file"])
+def test_file_locked_with_chattr_immutable_is_refused_and_nothing_changed(
+    origin: Origin, deploy: Path, locked: str
+) -> None:
+    write(origin.work, "new.txt")
+    origin.push("upstream moves")
+    write(deploy, "src/config.py", "dirty\n")
+    write(deploy, "cache/build.tmp", "scratch\n")
+    target = deploy / "cache" if locked == "directory" else deploy / "cache/build.tmp"
+    if subprocess.run(["chattr", "+i", str(target)], capture_output=True).returncode != 0:
+        pytest.skip("this file system does not support chattr +i")
+    try:
+        before = snapshot(deploy)
+        report = gitsafe.pull(deploy, "origin", "main")
+        assert (report.exit_code, report.outcome) == (1, "failed"), report.to_json_text()
+        assert (
+            "cache" in report.error["message"] and "nothing was changed" in report.error["message"]
+        )
+        assert snapshot(deploy) == before
+    finally:
+        subprocess.run(["chattr", "-i", str(target)], check=False)
