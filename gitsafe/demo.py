@@ -98,9 +98,11 @@ def run_demo(keep: bool = False) -> int:
             current = f.read().strip()
         console.print(f"src/app.py is now: {current}")
         console.print(f".env, deploy-hook.log and .deploy-prev-image-1 kept: {survived}")
-        console.print(f"report (the JSON sentinel): {result.report_path}")
         if keep:
+            console.print(f"report (the JSON sentinel): {result.report_path}")
             console.print(f"demo directory kept: {base}")
+        else:
+            console.print("the demo directory is removed; --keep leaves it to look around")
         return 0 if result.exit_code == 0 and survived else 1
     finally:
         if not keep:
