@@ -267,3 +267,17 @@ def test_fresh_lock_left_by_a_killed_gitsafe_run_is_removed_at_once(deploy: Path
     assert not lock.exists()
     assert [x["path"] for x in report.plan["stale_locks"]] == [str(lock)]
     assert not (deploy / ".git/gitsafe/inflight.json").exists()
+
+
+def test_sha256_repository_is_refused(tmp_path: Path) -> None:
+    repo = tmp_path / "sha256"
+    git(tmp_path, "init", "-q", "--object-format=sha256", str(repo))
+    write(repo, "a.txt")
+    git(repo, "add", "a.txt")
+    git(repo, "commit", "-qm", "one")
+    git(repo, "remote", "add", "origin", str(tmp_path / "nowhere"))
+    write(repo, "scratch.txt")
+    report = gitsafe.pull(repo, "origin", "main")
+    assert (report.outcome, report.exit_code) == ("refused", 2)
+    assert "sha256" in report.error["message"]
+    assert (repo / "scratch.txt").exists()
