@@ -27,6 +27,7 @@ from gitsafe.remote import Source, choose, current_branch, fetch, tracking_tip
 from gitsafe.report import Report, redact_url, write_atomic
 from gitsafe.repository import (
     Checkout,
+    checked_out_elsewhere,
     excludes_file,
     filemode,
     leftover_state,
@@ -174,6 +175,9 @@ def _build_plan(
     assert target_tree is not None
     target_files = flatten_tree(target_tree)
     reasons = refusals(co, target_files, target)
+    elsewhere = checked_out_elsewhere(co, source.branch)
+    if elsewhere is not None:
+        reasons.append(f"branch {source.branch!r} is checked out in another work tree, {elsewhere}")
     index = read_index(repo, os.path.join(co.gitdir, "index"))
     head_files = flatten_tree(_commit_tree(repo, head))
     changes = plan_worktree(
@@ -460,6 +464,9 @@ def _converge(
     """
     repo = co.repo
     early = refusals(co)
+    elsewhere = checked_out_elsewhere(co, source.branch)
+    if elsewhere is not None:
+        early.append(f"branch {source.branch!r} is checked out in another work tree, {elsewhere}")
     if early:
         raise Refused("refusing: " + "; ".join(early))
     removed_locks = locks.recover_journal(co.gitdir)

@@ -244,3 +244,34 @@ def may_convert(co: Checkout, target: dict[str, tuple[int, pygit2.Oid]]) -> bool
             ):
                 return True
     return False
+
+
+def checked_out_elsewhere(co: Checkout, branch: str) -> str | None:
+    """The other work tree that has ``branch`` checked out, if any.
+
+    git refuses to check out a branch another work tree is on: moving it under that work tree
+    would leave its files silently out of date.  gitsafe refuses the same way.
+    """
+    wanted = f"ref: refs/heads/{branch}"
+    heads = {os.path.join(co.commondir, "HEAD"): os.path.dirname(co.commondir)}
+    worktrees = os.path.join(co.commondir, "worktrees")
+    if os.path.isdir(worktrees):
+        for name in os.listdir(worktrees):
+            admin = os.path.join(worktrees, name)
+            try:
+                with open(os.path.join(admin, "gitdir")) as f:
+                    where = os.path.dirname(f.read().strip())
+            except OSError:
+                where = admin
+            heads[os.path.join(admin, "HEAD")] = where
+    own = os.path.realpath(os.path.join(co.gitdir, "HEAD"))
+    for head, where in heads.items():
+        if os.path.realpath(head) == own:
+            continue
+        try:
+            with open(head) as f:
+                if f.read().strip() == wanted:
+                    return where
+        except OSError:
+            continue
+    return None

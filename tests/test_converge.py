@@ -281,3 +281,24 @@ def test_sha256_repository_is_refused(tmp_path: Path) -> None:
     assert (report.outcome, report.exit_code) == ("refused", 2)
     assert "sha256" in report.error["message"]
     assert (repo / "scratch.txt").exists()
+
+
+def test_linked_worktree_heals_and_a_branch_checked_out_elsewhere_is_refused(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    git(origin.work, "push", "-q", "origin", "HEAD:release")
+    git(deploy, "fetch", "-q", "origin")
+    linked = tmp_path / "linked"
+    git(deploy, "worktree", "add", "-q", "-b", "release", str(linked), "origin/release")
+    write(linked, "src/config.py", "dirty\n")
+    write(linked, "scratch/x")
+    report = gitsafe.pull(linked / "src", "origin", "release")  # -C a subdirectory
+    assert (report.exit_code, report.outcome) == (0, "healed"), report.to_json_text()
+    assert git(linked, "status", "--porcelain") == ""
+    assert report.report_path == str(deploy / ".git/worktrees/linked/gitsafe/last-report.json")
+    busy = gitsafe.pull(linked, "origin", "main")
+    assert (busy.exit_code, busy.outcome) == (2, "refused")
+    assert "checked out in another work tree" in busy.error["message"]
+    assert git(linked, "symbolic-ref", "HEAD").strip() == "refs/heads/release"
+    preview = gitsafe.doctor(deploy, "origin", "release")
+    assert preview.exit_code == 2 and preview.plan["refusals"]
