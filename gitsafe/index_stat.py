@@ -66,6 +66,33 @@ class IndexSnapshot:
         entry_mtime_ns = m_sec * 1_000_000_000 + m_nsec
         return entry_mtime_ns < self.mtime_ns
 
+    def git_sees_change(self, entry: Entry, lst: os.stat_result, filemode: bool) -> bool:
+        """Would git's ie_match_stat call this entry changed, before any content check?
+
+        Unlike :meth:`stat_clean` (strict, for trusting content), this mirrors what git itself
+        decides, so gitsafe rewrites exactly what ``git reset --hard`` rewrites: git's default
+        build compares timestamps to the second (no USE_NSEC) and ignores st_dev; the exec bit
+        counts only with core.fileMode.  A racily clean entry is compared by content, which the
+        caller has already done.
+        """
+        c_sec, _c_nsec, m_sec, _m_nsec, _dev, ino, uid, gid, size = entry.stat
+        if (entry.mode == MODE_LINK) != st.S_ISLNK(lst.st_mode):
+            return True
+        if (
+            filemode
+            and entry.mode != MODE_LINK
+            and (entry.mode == MODE_EXEC) != bool(lst.st_mode & 0o100)
+        ):
+            return True
+        return (
+            m_sec != (int(lst.st_mtime) & _U32)
+            or c_sec != (int(lst.st_ctime) & _U32)
+            or ino != (lst.st_ino & _U32)
+            or uid != (lst.st_uid & _U32)
+            or gid != (lst.st_gid & _U32)
+            or size != (lst.st_size & _U32)
+        )
+
 
 def _entry_from_c(centry: object) -> Entry:
     c = centry  # cffi struct pointer

@@ -202,8 +202,12 @@ class _Analysis:
         if lst is None or not st.S_ISREG(lst.st_mode) or t[0] == MODE_LINK:
             return False
         entry = self.index.entries.get(path)
-        if entry is not None and (entry.mode, entry.oid) == t and self.index.stat_clean(entry, lst):
-            return False  # git keeps it as it is
+        if (
+            entry is not None
+            and (entry.mode, entry.oid) == t
+            and not self.index.git_sees_change(entry, lst, self.filemode)
+        ):
+            return False  # git keeps it as it is (a racy entry's content is known to match)
         if (t[0] == MODE_EXEC) != bool(lst.st_mode & 0o100):
             return True
         if not self.may_filter:
