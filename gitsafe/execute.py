@@ -65,6 +65,8 @@ def reset_worktree(
             except IsADirectoryError:
                 continue  # a directory now stands there: it is untracked, the clean decides
             tree.prune_empty_parents(path)
+        for path in changes.vanished:
+            tree.prune_empty_parents(path)
         # Attributes first: later files are smudged according to the target's .gitattributes.
         writes = sorted(changes.writes, key=lambda p: (not p.endswith(".gitattributes"), p))
         for path in writes:

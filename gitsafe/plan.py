@@ -77,6 +77,9 @@ class WorkTreeChanges:
     # Execution detail, not part of the printed plan:
     writes: list[str] = field(default_factory=list)  # target paths to (re)create
     deletes: list[str] = field(default_factory=list)  # tracked paths absent from the target
+    # ... of which the file is already gone, its directory still there: git still tries to
+    # remove the emptied directories above it
+    vanished: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)  # non-directories in the way of writes
     clean: list[tuple[str, bool]] = field(default_factory=list)  # (path, is_dir) to remove
     verified: set[str] = field(default_factory=set)  # hashed and equal to the target: re-stat
@@ -305,12 +308,11 @@ class _Analysis:
                         ch.overwrite.append(
                             Item(blocker, self._overwrite_reason(blocker, blocker_kind))
                         )
-            elif (entry is not None or path in index.conflicted) and kind in (
-                "file",
-                "link",
-                "other",
-            ):
-                ch.deletes.append(path)
+            elif entry is not None or path in index.conflicted:
+                if kind in ("file", "link", "other"):
+                    ch.deletes.append(path)
+                elif kind == "missing" and self.view.is_dir(path.rpartition("/")[0]):
+                    ch.vanished.append(path)
         ch.blockers = sorted(blockers)
         ch.index_current = (
             not index.conflicted
@@ -332,7 +334,7 @@ class _Analysis:
         git tries ``rmdir`` on each parent of a deleted file, going up while it succeeds; a
         directory that held anything else (untracked, ignored, a kept file) stays.
         """
-        deleted = set(self.changes.deletes)
+        deleted = set(self.changes.deletes) | set(self.changes.vanished)
         candidates = tree_dirs(deleted)
         removed: set[str] = set()
         for d in sorted(candidates, key=lambda p: p.count("/"), reverse=True):

@@ -368,3 +368,18 @@ def test_empty_shallow_file_left_by_a_killed_fetch_is_cleared(deploy: Path) -> N
     assert report.exit_code == 0, report.to_json_text()
     assert "shallow" in report.plan["clear_state"]
     assert git(deploy, "rev-parse", "--is-shallow-repository").strip() == "false"
+
+
+def test_directory_emptied_by_a_local_delete_that_upstream_also_deletes_goes(
+    origin: Origin, tmp_path: Path
+) -> None:
+    write(origin.work, "b/a/a.txt", "")
+    origin.push("nested file")
+    deploy = origin.clone(tmp_path / "deploy")
+    git(origin.work, "rm", "-q", "b/a/a.txt")
+    origin.push("upstream deletes it")
+    (deploy / "b/a/a.txt").unlink()  # already gone locally; git's reset still prunes b/a
+    with open(deploy / ".git/info/exclude", "a") as f:
+        f.write("*\n!.gitignore\n")  # so the clean would keep an empty b/a
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert not (healed / "b").exists()
