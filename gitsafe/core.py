@@ -179,6 +179,13 @@ def _build_plan(
     if elsewhere is not None:
         reasons.append(f"branch {source.branch!r} is checked out in another work tree, {elsewhere}")
     index = read_index(repo, os.path.join(co.gitdir, "index"))
+    if index.skip_worktree:
+        shown = ", ".join(index.skip_worktree[:5])
+        reasons.append(
+            f"index entries are marked skip-worktree ({shown}); git's reset would leave those "
+            "files alone: clear the bit (git update-index --no-skip-worktree) or keep such "
+            "files untracked and name them with -e"
+        )
     head_files = flatten_tree(_commit_tree(repo, head))
     changes = plan_worktree(
         repo,

@@ -25,6 +25,7 @@ MODE_TREE = 0o040000
 _U32 = 0xFFFFFFFF
 _STAGE_MASK = 0x3000
 _STAGE_SHIFT = 12
+_SKIP_WORKTREE = 1 << 14  # GIT_INDEX_ENTRY_SKIP_WORKTREE, in flags_extended
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class IndexSnapshot:
     entries: dict[str, Entry]  # stage 0 only
     conflicted: dict[str, list[Entry]]  # stages 1-3 by path
     mtime_ns: int  # the index file's own mtime: entries at or after it are racy
+    skip_worktree: list[str]  # entries git's reset leaves alone in the work tree
 
     def stat_clean(self, entry: Entry, lst: os.stat_result) -> bool:
         """git's ie_match_stat, strict form: True only when the cached stat proves the content.
@@ -121,9 +123,13 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     index.read(force=True)
     entries: dict[str, Entry] = {}
     conflicted: dict[str, list[Entry]] = {}
+    skip_worktree: list[str] = []
     handle = index._index
     for n in range(C.git_index_entrycount(handle)):
-        e = _entry_from_c(C.git_index_get_byindex(handle, n))
+        centry = C.git_index_get_byindex(handle, n)
+        e = _entry_from_c(centry)
+        if int(centry.flags_extended) & _SKIP_WORKTREE:
+            skip_worktree.append(e.path)
         if e.stage:
             conflicted.setdefault(e.path, []).append(e)
         else:
@@ -132,7 +138,7 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
         mtime_ns = os.stat(index_path).st_mtime_ns
     except FileNotFoundError:
         mtime_ns = 0
-    return IndexSnapshot(entries, conflicted, mtime_ns)
+    return IndexSnapshot(entries, conflicted, mtime_ns, skip_worktree)
 
 
 def add_with_stat(

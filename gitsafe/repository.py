@@ -101,6 +101,14 @@ def refusals(
         fmt = "sha1"
     if fmt != "sha1":
         reasons.append(f"object format {fmt}: only sha1 repositories are supported")
+    if _config_bool(config, "core.ignoreCase"):
+        reasons.append("core.ignoreCase is true: git would match ignore rules case-insensitively")
+    try:
+        symlinks = bool(config.get_bool("core.symlinks"))
+    except (KeyError, pygit2.GitError, ValueError):
+        symlinks = True
+    if not symlinks:
+        reasons.append("core.symlinks is false: git would check symlinks out as plain files")
     if _config_bool(config, "core.sparseCheckout"):
         reasons.append("sparse checkout (core.sparseCheckout) is enabled")
     if _config_bool(config, "index.sparse"):

@@ -199,6 +199,9 @@ def test_not_a_work_tree_and_bare_repository_exit_2(tmp_path: Path, origin: Orig
         (lambda d: git(d, "config", "core.sparseCheckout", "true"), "sparse checkout"),
         (lambda d: git(d, "config", "core.splitIndex", "true"), "split"),
         (lambda d: git(d, "config", "index.sparse", "true"), "sparse index"),
+        (lambda d: git(d, "config", "core.ignoreCase", "true"), "ignoreCase"),
+        (lambda d: git(d, "config", "core.symlinks", "false"), "core.symlinks"),
+        (lambda d: git(d, "update-index", "--skip-worktree", "README.md"), "skip-worktree"),
     ],
 )
 def test_unsupported_repository_is_refused_before_anything_is_touched(
