@@ -67,7 +67,10 @@ def reset_worktree(
             tree.prune_empty_parents(path)
         for path in changes.vanished:
             tree.prune_empty_parents(path)
-        # Attributes first: later files are smudged according to the target's .gitattributes.
+        # Files are smudged by the target's attributes, as git's checkout reads them from the
+        # new index: load the target into the in-memory index (libgit2 falls back to it when a
+        # .gitattributes file is absent) and write the .gitattributes files first.
+        repo.index.read_tree(target_tree)
         writes = sorted(changes.writes, key=lambda p: (not p.endswith(".gitattributes"), p))
         for path in writes:
             checkpoint()

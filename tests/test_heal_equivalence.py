@@ -383,3 +383,17 @@ def test_directory_emptied_by_a_local_delete_that_upstream_also_deletes_goes(
         f.write("*\n!.gitignore\n")  # so the clean would keep an empty b/a
     _, healed, _ = heal_and_compare(deploy, tmp_path)
     assert not (healed / "b").exists()
+
+
+def test_files_are_converted_by_the_targets_attributes_not_the_old_ones(
+    origin: Origin, tmp_path: Path
+) -> None:
+    write(origin.work, ".gitattributes", "*.md eol=lf\n")
+    origin.push("eol attribute")
+    deploy = origin.clone(tmp_path / "deploy")
+    git(deploy, "config", "core.autocrlf", "true")
+    git(origin.work, "rm", "-q", ".gitattributes")
+    origin.push("drop the eol attribute")
+    write(deploy, "README.md", "")  # dirty: rewritten under the target's (absent) attributes
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / "README.md").read_bytes() == b"hello\r\n"

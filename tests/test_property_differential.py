@@ -121,6 +121,17 @@ KNOWN_GAP_IGNORECASE = True
 KNOWN_GAP_SYMLINKS_FALSE = True
 
 
+# gitsafe smudges with the attributes of the pre-reset index, not the target's: a .gitattributes
+# the target deletes (its work tree copy is gone, the old index still has it) still applies, and
+# the target's .gitattributes itself is written under the old attributes.  Repro, with no local
+# change at all: origin has "*.md text eol=crlf"; clone; upstream then runs "git rm .gitattributes"
+# and changes README.md; pull: git writes README.md with LF, gitsafe with CRLF (" M README.md").
+# Also: origin "* text eol=crlf", in the clone ": > .gitattributes && git add .gitattributes":
+# git restores it with CRLF, gitsafe with LF.  On: neither the origin's second commit nor the
+# dirt touches a tracked .gitattributes.
+KNOWN_GAP_GITATTRIBUTES_SOURCE = True
+
+
 def _gap(name: str) -> bool:
     return bool(globals().get(f"KNOWN_GAP_{name.upper()}", False))
 
@@ -131,42 +142,167 @@ def _gap(name: str) -> bool:
 
 DIRS = ["a", "b", "build", "src", "x", "keep", "logs", "c", "sub dir"]
 FILES = [
-    "a.txt", "b.log", "x", "c.keep", "anchored", "deploy-hook.log", "top-only", "run.sh", "b",
-    "notes.md", ".deploy-prev-image-1", "important.log", "keep.txt", "z.tmp", "a", "keep",
+    "a.txt",
+    "b.log",
+    "x",
+    "c.keep",
+    "anchored",
+    "deploy-hook.log",
+    "top-only",
+    "run.sh",
+    "b",
+    "notes.md",
+    ".deploy-prev-image-1",
+    "important.log",
+    "keep.txt",
+    "z.tmp",
+    "a",
+    "keep",
 ]
 ODD_NAMES = [
-    "with space.txt", "-dash", "--rf", "ünïcødé.txt", "trailing space ", "star*.log", "ünï.log",
-    "q?uestion", "[bracket]", "back\\slash", "#hash", "!bang", "tab\tname", "new\nline",
+    "with space.txt",
+    "-dash",
+    "--rf",
+    "ünïcødé.txt",
+    "trailing space ",
+    "star*.log",
+    "ünï.log",
+    "q?uestion",
+    "[bracket]",
+    "back\\slash",
+    "#hash",
+    "!bang",
+    "tab\tname",
+    "new\nline",
 ]
 CONTENTS = [
-    b"", b"one\n", b"two\n", b"hello world\n", b"\x00\x01binary\xff", b"crlf\r\nline\r\n",
-    b"no newline", b"one\r\n", b"#!/bin/sh\necho hi\n", b"$Id$\n", b"mixed\r\nend\n",
+    b"",
+    b"one\n",
+    b"two\n",
+    b"hello world\n",
+    b"\x00\x01binary\xff",
+    b"crlf\r\nline\r\n",
+    b"no newline",
+    b"one\r\n",
+    b"#!/bin/sh\necho hi\n",
+    b"$Id$\n",
+    b"mixed\r\nend\n",
 ]
 OUTSIDE = "@OUTSIDE@"  # replaced by the canary directory's absolute path
 LINK_TARGETS = [
-    "a.txt", "../a.txt", "src", "..", "nowhere/missing", "build", "../src", "x", ".", "b/../a.txt",
-    "../../x", "keep", OUTSIDE, OUTSIDE + "/canary.txt",
+    "a.txt",
+    "../a.txt",
+    "src",
+    "..",
+    "nowhere/missing",
+    "build",
+    "../src",
+    "x",
+    ".",
+    "b/../a.txt",
+    "../../x",
+    "keep",
+    OUTSIDE,
+    OUTSIDE + "/canary.txt",
 ]
 OUTSIDE_TARGETS = [
-    OUTSIDE, OUTSIDE + "/canary.txt", OUTSIDE + "/sub", OUTSIDE + "/emptysub",
+    OUTSIDE,
+    OUTSIDE + "/canary.txt",
+    OUTSIDE + "/sub",
+    OUTSIDE + "/emptysub",
     "../../../../../../../../../.." + OUTSIDE,
 ]
 
 IGNORE_LINES = [
-    "*.log", "build/", "/anchored", "a/**/b", "!b.log", "!important.log", "!build/keep.txt",
-    "[a-c]*", "[a-c]*.txt", "**/x", "x/", "logs/", "*.keep", "!*.keep", "/build", "keep/",
-    "!keep/", "src/*.log", "**/build/**", "a/**", "c", "!c", "*.tmp", "# comment", "", "b/",
-    "/x", "?.txt", "[!a]*.log", "\\#hash", "trailing  ", "!x", "deploy-hook.log", ".deploy-*",
-    "!/anchored", "b/x", "*/x", "a/*", "**/logs", "ünï*", "!keep/keep.txt", "sub dir/", "*",
-    "!*/", "!.gitignore", ".gitignore", "**/", "!a.txt", "keep", "/*.md", "a/b/", "\\!bang",
-    "star\\*.log", "x/**/", "!**/x", "*.txt\r", "with space.txt", "trailing space\\ ",
-    "trailing\\ space", "-dash", "[[]bracket]", "q\\?uestion", "new?line", "tab?name", "back\\\\slash",
-    "ünï.log", "!ünï.log", "#hash", "!--rf",
+    "*.log",
+    "build/",
+    "/anchored",
+    "a/**/b",
+    "!b.log",
+    "!important.log",
+    "!build/keep.txt",
+    "[a-c]*",
+    "[a-c]*.txt",
+    "**/x",
+    "x/",
+    "logs/",
+    "*.keep",
+    "!*.keep",
+    "/build",
+    "keep/",
+    "!keep/",
+    "src/*.log",
+    "**/build/**",
+    "a/**",
+    "c",
+    "!c",
+    "*.tmp",
+    "# comment",
+    "",
+    "b/",
+    "/x",
+    "?.txt",
+    "[!a]*.log",
+    "\\#hash",
+    "trailing  ",
+    "!x",
+    "deploy-hook.log",
+    ".deploy-*",
+    "!/anchored",
+    "b/x",
+    "*/x",
+    "a/*",
+    "**/logs",
+    "ünï*",
+    "!keep/keep.txt",
+    "sub dir/",
+    "*",
+    "!*/",
+    "!.gitignore",
+    ".gitignore",
+    "**/",
+    "!a.txt",
+    "keep",
+    "/*.md",
+    "a/b/",
+    "\\!bang",
+    "star\\*.log",
+    "x/**/",
+    "!**/x",
+    "*.txt\r",
+    "with space.txt",
+    "trailing space\\ ",
+    "trailing\\ space",
+    "-dash",
+    "[[]bracket]",
+    "q\\?uestion",
+    "new?line",
+    "tab?name",
+    "back\\\\slash",
+    "ünï.log",
+    "!ünï.log",
+    "#hash",
+    "!--rf",
 ]
 KEEP_PATTERNS = [
-    "deploy-hook.log", ".deploy-prev-image-*", "keep/", "*.keep", "/top-only", "x", "**/x",
-    "build/", "src/*.log", "a/b.log", "*.txt", "sub dir/", "b", "c/", "a/**/x", "[a-c]*",
-    "keep.txt", "/keep",
+    "deploy-hook.log",
+    ".deploy-prev-image-*",
+    "keep/",
+    "*.keep",
+    "/top-only",
+    "x",
+    "**/x",
+    "build/",
+    "src/*.log",
+    "a/b.log",
+    "*.txt",
+    "sub dir/",
+    "b",
+    "c/",
+    "a/**/x",
+    "[a-c]*",
+    "keep.txt",
+    "/keep",
 ]
 
 
@@ -223,7 +359,8 @@ RULE_GROUPS = [
 ]
 _ignore_lines = st.lists(
     st.one_of(st.sampled_from(RULE_GROUPS), st.lists(_ignore_line, min_size=1, max_size=2)),
-    min_size=1, max_size=4,
+    min_size=1,
+    max_size=4,
 ).map(lambda groups: [line for g in groups for line in g])
 _pick = st.integers(min_value=0, max_value=10_000)
 
@@ -250,6 +387,7 @@ class Scenario:
     gitignores: list[tuple[str, list[str], bool]]  # (dir, lines, as a symlink)
     attributes: list[str] | None  # a root .gitattributes in the initial commit
     second: list[tuple[Any, ...]] | None
+    force_push: bool  # the second commit replaces the first (amend + push --force)
     prefetch: bool
     fresh_stat: bool
     config: list[tuple[str, str]]  # deploy-local git config
@@ -258,19 +396,69 @@ class Scenario:
 
 
 IGNORED_LIKE = [
-    "foo.log", "build/out.o", "anchored", "x", "a/q/b", "abc.txt", "logs/today", "keep/k.txt",
-    "build", "logs", "b", "x/anchored", "src/anchored", "a/b", "a/x/b", "a/b/c", "c/x",
-    "z.tmp", "c", "b/x", "a/x/y/b", "important.log", "keep/keep.txt", "build/keep.txt", "b/b.log",
-    "notes.md", "other.md", "src/x", "x/keep.txt", "x/y/keep.txt", "a/a.txt", "a/b/c.txt",
-    "X.LOG", "BUILD/out.o", "Keep/k.txt", "README.MD", "Anchored", "A.txt",
+    "foo.log",
+    "build/out.o",
+    "anchored",
+    "x",
+    "a/q/b",
+    "abc.txt",
+    "logs/today",
+    "keep/k.txt",
+    "build",
+    "logs",
+    "b",
+    "x/anchored",
+    "src/anchored",
+    "a/b",
+    "a/x/b",
+    "a/b/c",
+    "c/x",
+    "z.tmp",
+    "c",
+    "b/x",
+    "a/x/y/b",
+    "important.log",
+    "keep/keep.txt",
+    "build/keep.txt",
+    "b/b.log",
+    "notes.md",
+    "other.md",
+    "src/x",
+    "x/keep.txt",
+    "x/y/keep.txt",
+    "a/a.txt",
+    "a/b/c.txt",
+    "X.LOG",
+    "BUILD/out.o",
+    "Keep/k.txt",
+    "README.MD",
+    "Anchored",
+    "A.txt",
 ]
 KEEP_LIKE = [
-    "deploy-hook.log", ".deploy-prev-image-42", "keep/state.json", "s.keep", "top-only", "x",
-    "keep.txt", "keep", "a/b.log", "c/inner", "a/y/x",
+    "deploy-hook.log",
+    ".deploy-prev-image-42",
+    "keep/state.json",
+    "s.keep",
+    "top-only",
+    "x",
+    "keep.txt",
+    "keep",
+    "a/b.log",
+    "c/inner",
+    "a/y/x",
 ]
 ATTRIBUTE_LINES = [
-    "* text=auto", "*.txt text eol=crlf", "*.log -text", "*.md eol=lf", "* text=auto eol=crlf",
-    "*.sh text eol=lf", "*.txt ident", "x binary", "*.keep text", "* -text",
+    "* text=auto",
+    "*.txt text eol=crlf",
+    "*.log -text",
+    "*.md eol=lf",
+    "* text=auto eol=crlf",
+    "*.sh text eol=lf",
+    "*.txt ident",
+    "x binary",
+    "*.keep text",
+    "* -text",
 ]
 _untracked_path = st.one_of(
     _path,
@@ -304,7 +492,8 @@ _dirt_op = st.one_of(
     st.tuples(st.just("delete"), _pick),
     st.tuples(st.just("chmod"), _pick),
     st.tuples(
-        st.just("file_to_dir"), _pick,
+        st.just("file_to_dir"),
+        _pick,
         st.lists(st.tuples(st.sampled_from(FILES), _content), max_size=2),
     ),
     st.tuples(st.just("to_link"), _pick, st.sampled_from(LINK_TARGETS + OUTSIDE_TARGETS)),
@@ -313,30 +502,82 @@ _dirt_op = st.one_of(
     st.tuples(st.just("stage_path"), _pick),
     st.tuples(st.just("rm_cached"), _pick),
     st.tuples(st.just("untracked"), _untracked_path, _file_spec),
-    st.tuples(st.just("burst"),
-              st.lists(st.tuples(_untracked_path, _untracked_entry), min_size=1, max_size=6)),
-    st.tuples(st.just("burst"),
-              st.lists(st.tuples(_untracked_path, _untracked_entry), min_size=1, max_size=6)),
+    st.tuples(
+        st.just("burst"),
+        st.lists(st.tuples(_untracked_path, _untracked_entry), min_size=1, max_size=6),
+    ),
+    st.tuples(
+        st.just("burst"),
+        st.lists(st.tuples(_untracked_path, _untracked_entry), min_size=1, max_size=6),
+    ),
     st.tuples(st.just("untracked_link"), _path, st.sampled_from(LINK_TARGETS)),
     st.tuples(st.just("empty_dir"), _dir_chain(3, 1)),
     st.tuples(
-        st.just("ignored_like"), _dir_chain(2),
-        st.sampled_from(["foo.log", "build/out.o", "anchored", "x", "a/q/b", "abc.txt",
-                         "logs/today", "keep/k.txt", "z.tmp", "c", "b/x", "a/x/y/b"]),
+        st.just("ignored_like"),
+        _dir_chain(2),
+        st.sampled_from(
+            [
+                "foo.log",
+                "build/out.o",
+                "anchored",
+                "x",
+                "a/q/b",
+                "abc.txt",
+                "logs/today",
+                "keep/k.txt",
+                "z.tmp",
+                "c",
+                "b/x",
+                "a/x/y/b",
+            ]
+        ),
     ),
     st.tuples(
-        st.just("keep_like"), _dir_chain(2),
-        st.sampled_from(["deploy-hook.log", ".deploy-prev-image-42", "keep/state.json", "s.keep",
-                         "top-only", "x", "keep.txt", "keep", "a/b.log", "c/inner"]),
+        st.just("keep_like"),
+        _dir_chain(2),
+        st.sampled_from(
+            [
+                "deploy-hook.log",
+                ".deploy-prev-image-42",
+                "keep/state.json",
+                "s.keep",
+                "top-only",
+                "x",
+                "keep.txt",
+                "keep",
+                "a/b.log",
+                "c/inner",
+            ]
+        ),
     ),
-    st.tuples(st.just("nested_repo"), _dir_chain(2, 1), st.booleans(),
-              st.sampled_from(["", "ignored.log", "x"])),
-    st.tuples(st.just("nested_repo"), _dir_chain(2, 1), st.booleans(),
-              st.sampled_from(["", "ignored.log", "x"])),
-    st.tuples(st.just("fake_repo"), _dir_chain(2, 1),
-              st.sampled_from(["empty_dir", "gitfile_nowhere", "gitfile_valid", "gitfile_garbage",
-                               "partial_dir", "dotgit_symlink", "dotgit_symlink_outside"]),
-              st.booleans()),
+    st.tuples(
+        st.just("nested_repo"),
+        _dir_chain(2, 1),
+        st.booleans(),
+        st.sampled_from(["", "ignored.log", "x"]),
+    ),
+    st.tuples(
+        st.just("nested_repo"),
+        _dir_chain(2, 1),
+        st.booleans(),
+        st.sampled_from(["", "ignored.log", "x"]),
+    ),
+    st.tuples(
+        st.just("fake_repo"),
+        _dir_chain(2, 1),
+        st.sampled_from(
+            [
+                "empty_dir",
+                "gitfile_nowhere",
+                "gitfile_valid",
+                "gitfile_garbage",
+                "partial_dir",
+                "dotgit_symlink",
+                "dotgit_symlink_outside",
+            ]
+        ),
+        st.booleans(),
+    ),
     st.tuples(st.just("outside_link"), _path, st.sampled_from(OUTSIDE_TARGETS)),
     st.tuples(st.just("odd_name"), _dir_chain(1), st.sampled_from(ODD_NAMES), _content),
     st.tuples(st.just("local_commit")),
@@ -378,6 +619,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     if conversions and draw(st.integers(0, 5)) == 0:
         attributes = draw(st.lists(st.sampled_from(ATTRIBUTE_LINES), min_size=1, max_size=3))
     second = draw(st.none() | st.lists(_upstream_op, min_size=1, max_size=8))
+    force_push = second is not None and draw(st.integers(0, 4)) == 0
     prefetch = draw(st.booleans())
     config: list[tuple[str, str]] = []
     if not _gap("stat_dirty_rewrite") and draw(st.integers(0, 9)) == 0:
@@ -388,7 +630,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         config.append(("core.ignoreCase", "true"))
     if not _gap("symlinks_false") and draw(st.integers(0, 14)) == 0:
         config.append(("core.symlinks", "false"))
-    dirt = draw(st.lists(_dirt_op, min_size=2, max_size=24))
+    dirt = draw(st.lists(_dirt_op, max_size=24))
     # Untracked entries are cheap (no git call) and are what the ignore rules decide on: a
     # batch of them in (almost) every example, at a random point among the other operations.
     batch = draw(st.lists(st.tuples(_untracked_path, _untracked_entry), max_size=12))
@@ -396,14 +638,29 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         dirt.insert(draw(st.integers(0, len(dirt))), ("burst", batch))
     # Names made from the patterns in force, as files, directories or symlinks: dir-only
     # patterns meet files, anchored ones meet deeper names, wildcards meet what they match.
-    baits = draw(st.lists(st.tuples(_pick, _dir_chain(2),
-                                    st.sampled_from(["file", "dir", "empty_dir", "link"]), _pick),
-                          max_size=8))
+    baits = draw(
+        st.lists(
+            st.tuples(
+                _pick, _dir_chain(2), st.sampled_from(["file", "dir", "empty_dir", "link"]), _pick
+            ),
+            max_size=8,
+        )
+    )
     if baits:
         dirt.insert(draw(st.integers(0, len(dirt))), ("baits", baits))
     keeps = draw(st.lists(st.sampled_from(KEEP_PATTERNS), max_size=3, unique=True))
-    return Scenario(initial, gitignores, attributes, second, prefetch, fresh_stat, config, dirt,
-                    keeps)
+    return Scenario(
+        initial,
+        gitignores,
+        attributes,
+        second,
+        force_push,
+        prefetch,
+        fresh_stat,
+        config,
+        dirt,
+        keeps,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,8 +747,9 @@ class World:
             self.say(f"rm -f {self.rel(p)}")
         return True
 
-    def write(self, root: Path, rel: str, data: bytes, executable: bool = False,
-              replace: bool = True) -> bool:
+    def write(
+        self, root: Path, rel: str, data: bytes, executable: bool = False, replace: bool = True
+    ) -> bool:
         if not self.real_parent(root, rel, True):
             return False
         p = root / rel
@@ -624,15 +882,15 @@ def _blocked(path: str, files: list[str], dirs: list[str]) -> bool:
     return path in dirs or bool(prefixes & set(files))
 
 
-def _commit_upstream(w: World, work: Path, message: str) -> None:
+def _commit_upstream(w: World, work: Path, message: str, amend: bool = False) -> None:
     w.git(work, "add", "-A", "-f")
     for path in w.gitlinks:
         if os.path.isdir(work / path) and not os.listdir(work / path):
             sha = w.git(work, "rev-parse", "HEAD", check=False).strip() or "1" * 40
             w.git(work, "update-index", "--add", "--cacheinfo", f"160000,{sha},{path}")
     w.gitlinks = [p for p in w.gitlinks if os.path.isdir(work / p)]
-    w.git(work, "commit", "-q", "--allow-empty", "-m", message)
-    w.git(work, "push", "-q", "origin", "HEAD:main")
+    w.git(work, "commit", "-q", "--allow-empty", *(["--amend"] if amend else []), "-m", message)
+    w.git(work, "push", "-q", *(["--force"] if amend else []), "origin", "HEAD:main")
 
 
 def build_origin(w: World, sc: Scenario) -> tuple[Path, Path]:
@@ -674,6 +932,8 @@ def apply_upstream_op(w: World, work: Path, op: tuple[Any, ...]) -> None:
     kind = op[0]
     files, dirs = _walk(work)
     plain = [f for f in files if not f.endswith(".gitignore")]
+    if _gap("gitattributes_source"):
+        plain = [f for f in plain if f.rpartition("/")[2] != ".gitattributes"]
     ignores = [f for f in files if f.rpartition("/")[2] == ".gitignore"]
     if kind == "modify":
         p = _pick_from(plain, op[1])
@@ -794,13 +1054,16 @@ def _not_nested(w: World) -> list[str]:
     return [f":(exclude,literal){d}" for d in w.nested]
 
 
-def apply_dirt(w: World, deploy: Path, op: tuple[Any, ...], tracked: list[str],
-               tracked_dirs: list[str]) -> None:
+def apply_dirt(
+    w: World, deploy: Path, op: tuple[Any, ...], tracked: list[str], tracked_dirs: list[str]
+) -> None:
     kind = op[0]
     if kind == "edit":
         p = _pick_from(tracked, op[1])
         if p:
-            w.write(deploy, p, op[2], os.access(deploy / p, os.X_OK) and not os.path.islink(deploy / p))
+            w.write(
+                deploy, p, op[2], os.access(deploy / p, os.X_OK) and not os.path.islink(deploy / p)
+            )
     elif kind == "same_size_edit":
         p = _pick_from(tracked, op[1])
         if p and os.path.isfile(deploy / p) and not os.path.islink(deploy / p):
@@ -826,7 +1089,11 @@ def apply_dirt(w: World, deploy: Path, op: tuple[Any, ...], tracked: list[str],
                 w.write(deploy, _join(p, name), content)
     elif kind == "to_link":
         p = _pick_from(tracked, op[1])
-        if p and w.lexists(deploy, p) and not (os.path.isdir(deploy / p) and not os.path.islink(deploy / p)):
+        if (
+            p
+            and w.lexists(deploy, p)
+            and not (os.path.isdir(deploy / p) and not os.path.islink(deploy / p))
+        ):
             w.symlink(deploy, p, op[2])
     elif kind == "dir_to_other":
         d = _pick_from(tracked_dirs, op[1])
@@ -864,8 +1131,11 @@ def apply_dirt(w: World, deploy: Path, op: tuple[Any, ...], tracked: list[str],
             name = _bait_name(pattern, variant) if pattern else None
             if not name:
                 continue
-            path = name if pattern and pattern.lstrip("!").startswith("/") and variant % 3 else (
-                _join(d, name))
+            path = (
+                name
+                if pattern and pattern.lstrip("!").startswith("/") and variant % 3
+                else (_join(d, name))
+            )
             if w.lexists(deploy, path):
                 continue
             if how == "file":
@@ -969,7 +1239,9 @@ def apply_dirt(w: World, deploy: Path, op: tuple[Any, ...], tracked: list[str],
         w.symlink(deploy, path, "rules.txt")
         w.patterns.extend(op[2])
     elif kind == "conflict":  # a merge stopped on a conflict: unmerged index, MERGE_HEAD
-        files = [p for p in tracked if os.path.isfile(deploy / p) and not os.path.islink(deploy / p)]
+        files = [
+            p for p in tracked if os.path.isfile(deploy / p) and not os.path.islink(deploy / p)
+        ]
         p = _pick_from(files, op[1])
         if not p or not w.real_parent(deploy, p, False):
             return
@@ -1020,8 +1292,10 @@ def _make_outside(w: World) -> None:
     (o / "emptysub").mkdir()
     (o / "canary.txt").write_bytes(b"never touch me\n")
     (o / "sub" / "inner.txt").write_bytes(b"nor me\n")
-    w.say("mkdir -p outside/sub outside/emptysub && echo 'never touch me' > outside/canary.txt"
-          " && echo 'nor me' > outside/sub/inner.txt")
+    w.say(
+        "mkdir -p outside/sub outside/emptysub && echo 'never touch me' > outside/canary.txt"
+        " && echo 'nor me' > outside/sub/inner.txt"
+    )
 
 
 def _snap(root: Path) -> dict[str, tuple[object, ...]]:
@@ -1094,12 +1368,14 @@ def build(w: World, sc: Scenario) -> tuple[Path, str]:
     deploy = w.home / "deploy"
     w.git(w.home, "clone", "-q", str(bare), str(deploy))
     tracked, tracked_dirs = _walk(deploy)
+    if _gap("gitattributes_source"):
+        tracked = [p for p in tracked if p.rpartition("/")[2] != ".gitattributes"]
     for key, value in sc.config:
         w.git(deploy, "config", key, value)
     if sc.second is not None:
         for op in sc.second:
             apply_upstream_op(w, work, op)
-        _commit_upstream(w, work, "second")
+        _commit_upstream(w, work, "second", amend=sc.force_push)
     if sc.prefetch:
         w.git(deploy, "fetch", "-q", "origin")
     for op in sc.dirt:
@@ -1133,7 +1409,9 @@ def run_example(base: Path, sc: Scenario) -> None:
 
     # doctor: read-only, at the remote-tracking ref as last fetched.
     full_before = snapshot(deploy, skip_git=False)
-    doc = _guarded("gitsafe.doctor", lambda: gitsafe.doctor(deploy, "origin", "main", exclude=keeps))
+    doc = _guarded(
+        "gitsafe.doctor", lambda: gitsafe.doctor(deploy, "origin", "main", exclude=keeps)
+    )
     _check(doc.exit_code in (0, 1), f"doctor exit {doc.exit_code}: {doc.error}", failures)
     diff = diff_snapshots(snapshot(deploy, skip_git=False), full_before)
     _check(diff == [], f"doctor changed the checkout or its .git: {diff}", failures)
@@ -1145,20 +1423,53 @@ def run_example(base: Path, sc: Scenario) -> None:
         fetch_head = probe / ".git" / "FETCH_HEAD"
         fh_before = fetch_head.read_bytes() if fetch_head.exists() else None
         wt_before = snapshot(probe)
-        doc = _guarded("gitsafe.doctor(fetch_first=True)", lambda: gitsafe.doctor(
-            probe, "origin", "main", exclude=keeps, fetch_first=True))
-        _check(doc.exit_code in (0, 1), f"doctor --fetch exit {doc.exit_code}: {doc.error}",
-               failures)
+        doc = _guarded(
+            "gitsafe.doctor(fetch_first=True)",
+            lambda: gitsafe.doctor(probe, "origin", "main", exclude=keeps, fetch_first=True),
+        )
+        _check(
+            doc.exit_code in (0, 1), f"doctor --fetch exit {doc.exit_code}: {doc.error}", failures
+        )
         diff = diff_snapshots(snapshot(probe), wt_before)
         _check(diff == [], f"doctor --fetch changed the work tree: {diff}", failures)
-        _check((probe / ".git" / "index").read_bytes() == index_before,
-               "doctor --fetch rewrote the index", failures)
-        _check((fetch_head.read_bytes() if fetch_head.exists() else None) == fh_before,
-               "doctor --fetch left FETCH_HEAD changed", failures)
+        _check(
+            (probe / ".git" / "index").read_bytes() == index_before,
+            "doctor --fetch rewrote the index",
+            failures,
+        )
+        _check(
+            (fetch_head.read_bytes() if fetch_head.exists() else None) == fh_before,
+            "doctor --fetch left FETCH_HEAD changed",
+            failures,
+        )
     _check(doc.target == target, f"doctor target {doc.target} != origin {target}", failures)
 
     rep = _guarded("gitsafe.pull", lambda: gitsafe.pull(deploy, "origin", "main", exclude=keeps))
-    git_sequence(oracle, "origin", "main", keeps)
+    try:
+        git_sequence(oracle, "origin", "main", keeps)
+    except AssertionError as e:
+        # git itself gives up (reset --hard: "Entry 'x' not uptodate. Cannot merge." for an
+        # assume-unchanged entry the target deletes): there is no end state to compare with.
+        # gitsafe must still converge (or refuse cleanly) and stay inside the work tree.
+        event("git sequence failed")
+        _check(
+            rep.exit_code in (0, 2),
+            f"pull exit {rep.exit_code} {rep.outcome}: {rep.error}",
+            failures,
+        )
+        if rep.exit_code == 0:
+            head = git(deploy, "rev-parse", "HEAD").strip()
+            _check(head == target, f"HEAD {head} != origin/main {target}", failures)
+            dirty = git(deploy, "status", "--porcelain", "--untracked-files=no")
+            _check(
+                dirty == "", f"tracked paths not converged although git failed:\n{dirty}", failures
+            )
+        out_after = snapshot(w.outside, skip_git=False)
+        _check(out_after == outside_before, "outside canary touched", failures)
+        if failures:
+            note(w.transcript().replace(str(base), "$PWD"))
+            raise AssertionError("\n".join([*failures, f"(the git sequence failed: {e})"]))
+        return
 
     _check(rep.exit_code == 0, f"pull exit {rep.exit_code} {rep.outcome}: {rep.error}", failures)
     diff = diff_snapshots(_snap(deploy), _snap(oracle))
@@ -1171,19 +1482,31 @@ def run_example(base: Path, sc: Scenario) -> None:
     ls_a, ls_b = git(deploy, "ls-files", "-s", *flags), git(oracle, "ls-files", "-s", *flags)
     _check(ls_a == ls_b, f"index differs:\ngitsafe:\n{ls_a}\ngit:\n{ls_b}", failures)
     out_after = snapshot(w.outside, skip_git=False)
-    _check(out_after == outside_before,
-           f"outside canary touched: {diff_snapshots(out_after, outside_before)}", failures)
+    _check(
+        out_after == outside_before,
+        f"outside canary touched: {diff_snapshots(out_after, outside_before)}",
+        failures,
+    )
 
     if rep.plan is not None and doc.plan is not None:
-        _check(doc.plan["remove"] == rep.plan["remove"],
-               f"doctor remove {doc.plan['remove']} != pull remove {rep.plan['remove']}", failures)
+        _check(
+            doc.plan["remove"] == rep.plan["remove"],
+            f"doctor remove {doc.plan['remove']} != pull remove {rep.plan['remove']}",
+            failures,
+        )
         dp = {k: v for k, v in doc.plan.items() if k not in ("fetched", "busy_locks")}
         pp = {k: v for k, v in rep.plan.items() if k not in ("fetched", "busy_locks")}
         for key in sorted(set(dp) | set(pp)):
-            _check(dp.get(key) == pp.get(key),
-                   f"doctor plan[{key}] {dp.get(key)} != pull plan[{key}] {pp.get(key)}", failures)
-        expected = {"would-heal": "healed", "would-fast-forward": "fast-forwarded",
-                    "up-to-date": "up-to-date"}.get(doc.outcome)
+            _check(
+                dp.get(key) == pp.get(key),
+                f"doctor plan[{key}] {dp.get(key)} != pull plan[{key}] {pp.get(key)}",
+                failures,
+            )
+        expected = {
+            "would-heal": "healed",
+            "would-fast-forward": "fast-forwarded",
+            "up-to-date": "up-to-date",
+        }.get(doc.outcome)
         _check(expected == rep.outcome, f"doctor {doc.outcome} but pull {rep.outcome}", failures)
         # The plan must describe what actually happened: what it removes is gone in git's
         # result, what it keeps is still there.
@@ -1203,19 +1526,29 @@ def run_example(base: Path, sc: Scenario) -> None:
     if sc.attributes:
         event("origin has .gitattributes")
     event(f"fresh stat: {sc.fresh_stat}")
+    if sc.force_push:
+        event("origin force-pushed")
     for key, value in sc.config:
         event(f"config {key}={value}")
     if failures:
         where = "A/deploy" if sc.fresh_stat else "gitsafe"
-        how = ("the same commands again with A/ replaced by B/, then:\n"
-               if sc.fresh_stat else "cp -a A/deploy gitsafe && cp -a A/deploy git\n")
-        note("Reproduce (run in an empty directory, with the hermetic ~/.gitconfig):\n"
-             + w.transcript().replace(str(base), "$PWD") + "\n# " + how
-             + f"python -c 'import gitsafe; print(gitsafe.pull(\"{where}\", \"origin\", \"main\", "
-             + f"exclude={keeps!r}).as_json())'\n"
-             + f"cd {'B/deploy' if sc.fresh_stat else 'git'} && git fetch origin main && "
-             + "git reset --hard origin/main && git clean -fd"
-             + "".join(f" -e {shlex.quote(k)}" for k in keeps) + " && git pull origin main")
+        how = (
+            "the same commands again with A/ replaced by B/, then:\n"
+            if sc.fresh_stat
+            else "cp -a A/deploy gitsafe && cp -a A/deploy git\n"
+        )
+        note(
+            "Reproduce (run in an empty directory, with the hermetic ~/.gitconfig):\n"
+            + w.transcript().replace(str(base), "$PWD")
+            + "\n# "
+            + how
+            + f'python -c \'import gitsafe; print(gitsafe.pull("{where}", "origin", "main", '
+            + f"exclude={keeps!r}).as_json())'\n"
+            + f"cd {'B/deploy' if sc.fresh_stat else 'git'} && git fetch origin main && "
+            + "git reset --hard origin/main && git clean -fd"
+            + "".join(f" -e {shlex.quote(k)}" for k in keeps)
+            + " && git pull origin main"
+        )
         note(f"keep patterns: {keeps}")
         note(f"gitsafe plan: {rep.plan}")
         note(f"kept for inspection: {base}")
