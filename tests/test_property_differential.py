@@ -34,19 +34,19 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-T = TypeVar("T")
-
 import pytest
+from gitfixtures import copy_checkout, diff_snapshots, git, git_sequence, snapshot, status_porcelain
 from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 import gitsafe
-from gitfixtures import copy_checkout, diff_snapshots, git, git_sequence, snapshot, status_porcelain
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------------------------
 # Profiles
@@ -1468,7 +1468,7 @@ def run_example(base: Path, sc: Scenario) -> None:
         _check(out_after == outside_before, "outside canary touched", failures)
         if failures:
             note(w.transcript().replace(str(base), "$PWD"))
-            raise AssertionError("\n".join([*failures, f"(the git sequence failed: {e})"]))
+            raise AssertionError("\n".join([*failures, f"(the git sequence failed: {e})"])) from e
         return
 
     _check(rep.exit_code == 0, f"pull exit {rep.exit_code} {rep.outcome}: {rep.error}", failures)
