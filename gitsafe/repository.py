@@ -55,7 +55,11 @@ def open_checkout(path: str) -> Checkout:
     if found is None:
         raise NotARepository(f"not a git repository (or any parent): {os.path.realpath(path)}")
     try:
-        repo = pygit2.Repository(found)
+        # Opened from the work tree, not from the discovered git directory: with a gitfile
+        # (clone --separate-git-dir, submodules) or core.worktree, only this way does libgit2
+        # know where the work tree is; opened from the git directory it would take that
+        # directory's parent for the work tree.
+        repo = pygit2.Repository(path)
     except pygit2.GitError as e:
         message = str(e)
         if "objectformat" in message.lower() or "sha256" in message.lower():

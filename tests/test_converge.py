@@ -305,3 +305,28 @@ def test_linked_worktree_heals_and_a_branch_checked_out_elsewhere_is_refused(
     assert git(linked, "symbolic-ref", "HEAD").strip() == "refs/heads/release"
     preview = gitsafe.doctor(deploy, "origin", "release")
     assert preview.exit_code == 2 and preview.plan["refusals"]
+
+
+def test_separate_git_dir_checkout_heals_its_own_work_tree_only(
+    origin: Origin, tmp_path: Path
+) -> None:
+    gitdirs = tmp_path / "gitdirs"
+    gitdirs.mkdir()
+    deploy = tmp_path / "deploy"
+    git(
+        tmp_path,
+        "clone",
+        "-q",
+        f"--separate-git-dir={gitdirs / 'd.git'}",
+        str(origin.bare),
+        str(deploy),
+    )
+    write(gitdirs, "precious.txt", "next to the git directory\n")
+    write(deploy, "src/config.py", "dirty\n")
+    write(deploy, "junk.txt")
+    report = gitsafe.pull(deploy / "src", "origin", "main")
+    assert (report.exit_code, report.outcome) == (0, "healed"), report.to_json_text()
+    assert report.repo == str(deploy)
+    assert (gitdirs / "precious.txt").read_text() == "next to the git directory\n"
+    assert not (deploy / "junk.txt").exists()
+    assert git(deploy, "status", "--porcelain") == ""

@@ -31,6 +31,7 @@ import shlex
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from gitfixtures import copy_checkout, diff_snapshots, git, git_sequence, snapshot, status_porcelain
+from gitfixtures import copy_checkout, diff_snapshots, git, git_sequence, snapshot
 from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -130,6 +131,26 @@ KNOWN_GAP_SYMLINKS_FALSE = True
 # git restores it with CRLF, gitsafe with LF.  On: neither the origin's second commit nor the
 # dirt touches a tracked .gitattributes.
 KNOWN_GAP_GITATTRIBUTES_SOURCE = True
+
+# A checkout whose .git is a gitfile ("git clone --separate-git-dir", a submodule's checkout):
+# gitsafe opens pygit2.Repository(discover_repository(path)), which takes the *parent of the git
+# directory* as the work tree.  doctor plans to remove the git directory itself and everything
+# next to it; pull resets and cleans that directory (deleting the repository's own git directory
+# and any sibling files), leaves the real checkout untouched and then raises an uncaught
+# pygit2.GitError ("head reference does not exist").  Repro:
+#   git clone --separate-git-dir=$PWD/gitdirs/d.git ORIGIN d; echo precious > gitdirs/p.txt
+#   python -c 'import gitsafe; gitsafe.pull("d", "origin", "main")'   # gitdirs/ is emptied
+# On: the deploy clone always has a .git directory.
+KNOWN_GAP_SEPARATE_GITDIR = False
+
+# The target turns a tracked directory into a gitlink (a vendored directory replaced by a
+# submodule): git deletes the tracked files and leaves the empty submodule directory; gitsafe
+# counts the existing directory as matching the gitlink, then deletes the files and prunes the
+# emptied directory, so the path is missing (``git status``: " D vendor").  Repro: origin has
+# vendor/f; clone; upstream "git rm -r vendor && mkdir vendor && git update-index --add
+# --cacheinfo 160000,<sha>,vendor && git commit"; pull.  On: no local commit puts files
+# under a path the origin turns into a gitlink.
+KNOWN_GAP_DIR_TO_GITLINK = True
 
 
 def _gap(name: str) -> bool:
@@ -390,6 +411,7 @@ class Scenario:
     force_push: bool  # the second commit replaces the first (amend + push --force)
     prefetch: bool
     fresh_stat: bool
+    separate_gitdir: bool  # the deploy's .git is a gitfile (clone --separate-git-dir)
     config: list[tuple[str, str]]  # deploy-local git config
     dirt: list[tuple[Any, ...]]
     keeps: list[str]
@@ -613,6 +635,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     # cached stat data is valid as in real life.  Otherwise both run on copies (cp -a style),
     # where every tracked file is stat-dirty.
     fresh_stat = draw(st.booleans())
+    # (copies of a gitfile checkout would share one git directory: fresh builds only)
+    separate_gitdir = fresh_stat and not _gap("separate_gitdir") and draw(st.integers(0, 4)) == 0
     attributes = None
     # Checkout conversions make a stat-dirty rewrite visible (KNOWN_GAP_STAT_DIRTY_REWRITE).
     conversions = not _gap("smudge_hang") and (fresh_stat or not _gap("stat_dirty_rewrite"))
@@ -620,7 +644,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         attributes = draw(st.lists(st.sampled_from(ATTRIBUTE_LINES), min_size=1, max_size=3))
     second = draw(st.none() | st.lists(_upstream_op, min_size=1, max_size=8))
     force_push = second is not None and draw(st.integers(0, 4)) == 0
-    prefetch = draw(st.booleans())
+    # (with a separate git directory doctor is not probed on a copy: fetch beforehand)
+    prefetch = separate_gitdir or draw(st.booleans())
     config: list[tuple[str, str]] = []
     if not _gap("stat_dirty_rewrite") and draw(st.integers(0, 9)) == 0:
         config.append(("core.fileMode", "false"))
@@ -657,6 +682,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         force_push,
         prefetch,
         fresh_stat,
+        separate_gitdir,
         config,
         dirt,
         keeps,
@@ -696,6 +722,7 @@ class World:
         self.nested: list[str] = []  # embedded repositories created in the deploy
         self.patterns: list[str] = []  # every ignore/keep pattern written so far: bait for names
         self.gitlinks: list[str] = []  # gitlink entries of the upstream tree
+        self.gitdir = base  # the deploy's git directory, once cloned
 
     def rel(self, path: Path) -> str:
         return shlex.quote(os.path.relpath(path, self.base))
@@ -1048,10 +1075,12 @@ def _bait_name(pattern: str, variant: int) -> str | None:
 
 
 def _not_nested(w: World) -> list[str]:
-    """Pathspecs leaving embedded repositories unstaged while KNOWN_GAP_STAGED_GITLINK is on."""
-    if not _gap("staged_gitlink"):
-        return []
-    return [f":(exclude,literal){d}" for d in w.nested]
+    """Pathspecs for ``git add``: embedded repositories stay unstaged while
+    KNOWN_GAP_STAGED_GITLINK is on, paths the origin made gitlinks while
+    KNOWN_GAP_DIR_TO_GITLINK is on."""
+    paths = list(w.nested) if _gap("staged_gitlink") else []
+    paths += w.gitlinks if _gap("dir_to_gitlink") else []
+    return [f":(exclude,literal){d}" for d in paths]
 
 
 def apply_dirt(
@@ -1257,7 +1286,7 @@ def apply_dirt(
         w.git(deploy, "commit", "-q", "-a", "-m", "ours", check=False)
         w.git(deploy, "merge", "-q", "side", check=False)
     elif kind == "info_exclude":
-        path = deploy / ".git" / "info" / "exclude"
+        path = w.gitdir / "info" / "exclude"
         path.parent.mkdir(exist_ok=True)
         data = "".join(line + "\n" for line in op[1]).encode()
         w.patterns.extend(op[1])
@@ -1353,6 +1382,29 @@ def _guarded(what: str, call: Callable[[], T]) -> T:
     raise AssertionError(message)
 
 
+def _outside_gitdir(gitdir: Path) -> dict[str, tuple[object, ...]]:
+    """What lies next to a separate git directory (the directory itself left out)."""
+    snap = snapshot(gitdir.parent, skip_git=False) if gitdir.parent.is_dir() else {}
+    return {k: v for k, v in snap.items() if k.split("/")[0] != gitdir.name}
+
+
+def _status(checkout: Path) -> str:
+    """``git status --porcelain --ignored``, or its error: git refuses some states (a gitlink
+    whose directory holds an empty .git), and then both sides must refuse alike."""
+    proc = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"],
+        cwd=checkout,
+        capture_output=True,
+        check=False,
+    )
+    out = proc.stdout.decode("utf-8", "surrogateescape")
+    if proc.returncode:
+        out += f"[exit {proc.returncode}] " + proc.stderr.decode("utf-8", "replace").replace(
+            str(checkout), "<checkout>"
+        )
+    return out
+
+
 def _check(cond: bool, message: str, failures: list[str]) -> None:
     if not cond:
         failures.append(message)
@@ -1366,7 +1418,14 @@ def build(w: World, sc: Scenario) -> tuple[Path, str]:
     w.patterns = list(sc.keeps)
     bare, work = build_origin(w, sc)
     deploy = w.home / "deploy"
-    w.git(w.home, "clone", "-q", str(bare), str(deploy))
+    if sc.separate_gitdir:
+        separate = w.home / "gitdirs" / "deploy.git"
+        separate.parent.mkdir(exist_ok=True)
+        w.git(w.home, "clone", "-q", f"--separate-git-dir={separate}", str(bare), str(deploy))
+        w.write(w.home, "gitdirs/precious.txt", b"next to the git directory\n")
+    else:
+        w.git(w.home, "clone", "-q", str(bare), str(deploy))
+    w.gitdir = Path(git(deploy, "rev-parse", "--absolute-git-dir").strip())
     tracked, tracked_dirs = _walk(deploy)
     if _gap("gitattributes_source"):
         tracked = [p for p in tracked if p.rpartition("/")[2] != ".gitattributes"]
@@ -1408,12 +1467,16 @@ def run_example(base: Path, sc: Scenario) -> None:
     failures: list[str] = []
 
     # doctor: read-only, at the remote-tracking ref as last fetched.
+    gitdir = Path(git(deploy, "rev-parse", "--absolute-git-dir").strip())
     full_before = snapshot(deploy, skip_git=False)
+    gitdir_before = snapshot(gitdir, skip_git=False)
+    siblings_before = _outside_gitdir(gitdir) if sc.separate_gitdir else {}
     doc = _guarded(
         "gitsafe.doctor", lambda: gitsafe.doctor(deploy, "origin", "main", exclude=keeps)
     )
     _check(doc.exit_code in (0, 1), f"doctor exit {doc.exit_code}: {doc.error}", failures)
     diff = diff_snapshots(snapshot(deploy, skip_git=False), full_before)
+    diff += diff_snapshots(snapshot(gitdir, skip_git=False), gitdir_before)
     _check(diff == [], f"doctor changed the checkout or its .git: {diff}", failures)
     if not sc.prefetch and sc.second is not None:
         # The tracking ref is stale, so that plan is for another target.  Ask doctor to fetch,
@@ -1444,7 +1507,28 @@ def run_example(base: Path, sc: Scenario) -> None:
         )
     _check(doc.target == target, f"doctor target {doc.target} != origin {target}", failures)
 
-    rep = _guarded("gitsafe.pull", lambda: gitsafe.pull(deploy, "origin", "main", exclude=keeps))
+    before_pull = len(failures)
+    try:
+        rep = _guarded(
+            "gitsafe.pull", lambda: gitsafe.pull(deploy, "origin", "main", exclude=keeps)
+        )
+    except Exception as e:  # the API promises reports, never exceptions
+        failures.append(f"pull raised {type(e).__name__}: {e}")
+    # Damage outside the work tree is checked first: later checks need an intact repository.
+    if sc.separate_gitdir:
+        _check(gitdir.is_dir(), f"the git directory {gitdir} is gone", failures)
+        siblings = _outside_gitdir(gitdir)
+        _check(
+            siblings == siblings_before,
+            "entries next to the git directory changed: "
+            f"{diff_snapshots(siblings, siblings_before)}",
+            failures,
+        )
+    out_after = snapshot(w.outside, skip_git=False)
+    _check(out_after == outside_before, "outside canary touched", failures)
+    if len(failures) > before_pull:
+        note(w.transcript().replace(str(base), "$PWD"))
+        raise AssertionError("\n".join(failures))
     try:
         git_sequence(oracle, "origin", "main", keeps)
     except AssertionError as e:
@@ -1460,7 +1544,7 @@ def run_example(base: Path, sc: Scenario) -> None:
         if rep.exit_code == 0:
             head = git(deploy, "rev-parse", "HEAD").strip()
             _check(head == target, f"HEAD {head} != origin/main {target}", failures)
-            dirty = git(deploy, "status", "--porcelain", "--untracked-files=no")
+            dirty = git(deploy, "status", "--porcelain", "--untracked-files=no", check=False)
             _check(
                 dirty == "", f"tracked paths not converged although git failed:\n{dirty}", failures
             )
@@ -1476,7 +1560,7 @@ def run_example(base: Path, sc: Scenario) -> None:
     _check(diff == [], "work trees differ (gitsafe vs git):\n  " + "\n  ".join(diff), failures)
     head = git(deploy, "rev-parse", "HEAD").strip()
     _check(head == target, f"HEAD {head} != origin/main {target}", failures)
-    st_a, st_b = status_porcelain(deploy), status_porcelain(oracle)
+    st_a, st_b = _status(deploy), _status(oracle)
     _check(st_a == st_b, f"git status --ignored differs:\ngitsafe:\n{st_a}\ngit:\n{st_b}", failures)
     flags = [] if _gap("assume_unchanged_flag") else ["-v"]
     ls_a, ls_b = git(deploy, "ls-files", "-s", *flags), git(oracle, "ls-files", "-s", *flags)
