@@ -67,6 +67,11 @@ def reset_worktree(
             tree.prune_empty_parents(path)
         for path in changes.vanished:
             tree.prune_empty_parents(path)
+        # A submodule path needs its directory, even if the deletions above just pruned it
+        # (a tracked directory the target turns into a gitlink): git's checkout recreates it.
+        for path, (mode, _oid) in target.items():
+            if mode == MODE_GITLINK and path not in changes.writes and tree.lstat(path) is None:
+                tree.mkdir(path)
         # Files are smudged by the target's attributes, as git's checkout reads them from the
         # new index: load the target into the in-memory index (libgit2 falls back to it when a
         # .gitattributes file is absent) and write the .gitattributes files first.

@@ -397,3 +397,16 @@ def test_files_are_converted_by_the_targets_attributes_not_the_old_ones(
     write(deploy, "README.md", "")  # dirty: rewritten under the target's (absent) attributes
     _, healed, _ = heal_and_compare(deploy, tmp_path)
     assert (healed / "README.md").read_bytes() == b"hello\r\n"
+
+
+def test_tracked_directory_turned_into_a_submodule_upstream(origin: Origin, tmp_path: Path) -> None:
+    write(origin.work, "vendor/f.txt", "vendored\n")
+    origin.push("vendored directory")
+    deploy = origin.clone(tmp_path / "deploy")
+    sha = git(origin.work, "rev-parse", "HEAD").strip()
+    git(origin.work, "rm", "-q", "-r", "vendor")
+    git(origin.work, "update-index", "--add", "--cacheinfo", f"160000,{sha},vendor")
+    git(origin.work, "commit", "-qm", "vendor becomes a submodule")
+    git(origin.work, "push", "-q", "origin", "HEAD:main")
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / "vendor").is_dir() and list((healed / "vendor").iterdir()) == []

@@ -150,7 +150,7 @@ KNOWN_GAP_SEPARATE_GITDIR = False
 # vendor/f; clone; upstream "git rm -r vendor && mkdir vendor && git update-index --add
 # --cacheinfo 160000,<sha>,vendor && git commit"; pull.  On: no local commit puts files
 # under a path the origin turns into a gitlink.
-KNOWN_GAP_DIR_TO_GITLINK = True
+KNOWN_GAP_DIR_TO_GITLINK = False
 
 
 def _gap(name: str) -> bool:
