@@ -1612,6 +1612,8 @@ def run_example(base: Path, sc: Scenario) -> None:
     event(f"fresh stat: {sc.fresh_stat}")
     if sc.force_push:
         event("origin force-pushed")
+    if sc.separate_gitdir:
+        event("separate git directory")
     for key, value in sc.config:
         event(f"config {key}={value}")
     if failures:
