@@ -324,6 +324,8 @@ KEEP_PATTERNS = [
     "[a-c]*",
     "keep.txt",
     "/keep",
+    "keep/**/state.json",
+    "**/logs/**/*.txt",
 ]
 
 
@@ -377,6 +379,9 @@ RULE_GROUPS = [
     ["*/", "!src/"],
     ["/*", "!/src", "!/.gitignore", "!/README.md"],
     ["run.sh", "!*.sh"],
+    ["logs/**/today", "!logs/**/keep.txt"],
+    ["a/**/b/**/c.txt"],
+    ["**/x/**", "!**/x/**/"],
 ]
 _ignore_lines = st.lists(
     st.one_of(st.sampled_from(RULE_GROUPS), st.lists(_ignore_line, min_size=1, max_size=2)),
@@ -469,6 +474,10 @@ KEEP_LIKE = [
     "a/b.log",
     "c/inner",
     "a/y/x",
+    "keep/a/b/state.json",
+    "keep/state.json",
+    "logs/a/b/c.txt",
+    "src/logs/a/b.txt",
 ]
 ATTRIBUTE_LINES = [
     "* text=auto",
