@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pygit2
 
+from gitsafe import transport
+from gitsafe.credentials import CredentialConfig
 from gitsafe.errors import FetchFailed, UsageError
 from gitsafe.report import redact_url
+from gitsafe.transport import FetchInfo, FetchOptions, default_known_hosts, git_config_subset
+
+if TYPE_CHECKING:
+    from gitsafe.settings import Network
 
 
 @dataclass(frozen=True)
@@ -106,24 +113,39 @@ def _preserved(path: str) -> Iterator[None]:
                 f.write(saved)
 
 
-def fetch(repo: pygit2.Repository, source: Source, keep_fetch_head: bool = True) -> pygit2.Oid:
-    """Fetch BRANCH into its remote-tracking ref; return the tip the server advertised."""
-    remote = repo.remotes[source.remote]
+def fetch(
+    repo: pygit2.Repository,
+    source: Source,
+    keep_fetch_head: bool = True,
+    options: FetchOptions | None = None,
+    info: FetchInfo | None = None,
+) -> pygit2.Oid:
+    """Fetch BRANCH into its remote-tracking ref; return the tip the server advertised.
+
+    ``info`` (the report's ``fetch`` object) is filled even when the fetch fails.
+    """
+    if options is None:
+        options = FetchOptions(
+            known_hosts=default_known_hosts(os.environ),
+            credentials=CredentialConfig(os.environ, os.path.expanduser("~")),
+        )
+    info = info if info is not None else FetchInfo()
+    if not options.config:
+        options.config = git_config_subset(repo, source.remote)
+    url = source.url or ""
     fetch_head = os.path.join(repo.path, "FETCH_HEAD")
     guard = contextlib.nullcontext() if keep_fetch_head else _preserved(fetch_head)
-    try:
-        with guard:
-            remote.fetch(
-                refspecs=[source.refspec], message=f"gitsafe: fetch {source.remote} {source.branch}"
-            )
-            heads = remote.list_heads(connect=False)
-    except pygit2.GitError as e:
-        raise FetchFailed(
-            f"fetch from {source.remote} ({redact_url(source.url)}) failed: "
-            f"{_redact_message(str(e), source.url)}"
-        ) from None
-    wanted = f"refs/heads/{source.branch}"
-    advertised = next((h.oid for h in heads if h.name == wanted), None)
+    with guard:
+        heads = transport.fetch(
+            repo,
+            source.remote,
+            url,
+            [source.refspec],
+            f"gitsafe: fetch {source.remote} {source.branch}",
+            options,
+            info,
+        )
+    advertised = heads.get(f"refs/heads/{source.branch}")
     if advertised is None:
         raise FetchFailed(
             f"branch {source.branch!r} not found on remote {source.remote} "
@@ -137,10 +159,42 @@ def fetch(repo: pygit2.Repository, source: Source, keep_fetch_head: bool = True)
     return advertised
 
 
-def _redact_message(message: str, url: str | None) -> str:
-    if url and url in message:
-        message = message.replace(url, redact_url(url) or "***")
-    return message
+def fetch_options(
+    repo: pygit2.Repository,
+    source: Source,
+    network: Network,
+    env: Mapping[str, str] | None = None,
+    progress: bool = False,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> FetchOptions:
+    """The fetch's options from resolved settings; secrets stay in ``env``."""
+    env = os.environ if env is None else env
+    home = env.get("HOME") or os.path.expanduser("~")
+    known_hosts = network.known_hosts.value
+    if known_hosts.startswith("~/"):
+        known_hosts = os.path.join(home, known_hosts[2:])
+    ssh_key = network.ssh_key.value
+    if ssh_key and ssh_key.startswith("~/"):
+        ssh_key = os.path.join(home, ssh_key[2:])
+    return FetchOptions(
+        known_hosts=os.path.abspath(known_hosts),
+        credentials=CredentialConfig(
+            env=env,
+            home=home,
+            ssh_key=ssh_key,
+            ssh_passphrase_env=network.ssh_passphrase_env.value,
+            http_user_env=network.http_user_env.value,
+            http_password_env=network.http_password_env.value,
+        ),
+        retries=network.retries.value,
+        retry_delay=network.retry_delay.value,
+        timeout=network.timeout.value,
+        depth=network.depth.value,
+        accept_new_host_key=network.accept_new_host_key.value,
+        progress=progress,
+        checkpoint=checkpoint,
+        config=git_config_subset(repo, source.remote),
+    )
 
 
 def tracking_tip(repo: pygit2.Repository, source: Source) -> pygit2.Oid | None:
