@@ -86,33 +86,3 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     kept = gitsafe("demo", "--keep", env=env)
     assert kept.returncode == 0
     assert len(list(tmp_path.iterdir())) == 1
-
-
-def test_deploy_pull_hook_heals_and_keeps_the_exit_code_contract(
-    origin: Origin, deploy: Path, tmp_path: Path
-) -> None:
-    hook = Path(__file__).parent.parent / "hooks" / "deploy-pull"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    write(deploy, "src/config.py", "dirty\n")
-    write(deploy, "deploy-hook.log")
-    ok = subprocess.run(
-        [str(hook), str(deploy), "origin", "main", "--", "-e", "deploy-hook.log", "-q"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert ok.returncode == 0, ok.stderr
-    assert "report: " in ok.stderr and (deploy / "deploy-hook.log").exists()
-    failed = subprocess.run(
-        [str(hook), str(deploy), "origin", "no-such-branch", "--", "-q"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert failed.returncode == 1
-    refused = subprocess.run(
-        [str(hook), str(tmp_path)], capture_output=True, text=True, env=env, check=False
-    )
-    assert refused.returncode == 2
