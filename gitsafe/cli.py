@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from gitsafe import settings as S
-from gitsafe._version import __version__
+from gitsafe.hooks_cli import hooks_app
 from gitsafe.report import Report
 
 app = typer.Typer(
@@ -63,19 +63,49 @@ ReportOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout.")]
-QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option("-q", "--quiet", help="Print nothing but errors (no fetch progress bar either)."),
+]
+RetriesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--retries",
+        help=f"Retry a fetch that failed on a network fault this many times, backing off 1s, "
+        f"2s, 4s... (default {S.DEFAULT_RETRIES}; {S.ENV_RETRIES}, gitsafe.retries).",
+        metavar="N",
+        min=0,
+    ),
+]
+DepthOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--depth",
+        help=f"Fetch at most N commits of history (git://, ssh, http(s) only). Default: as the "
+        f"checkout is; a shallow one stays shallow ({S.ENV_DEPTH}, gitsafe.depth).",
+        metavar="N",
+        min=1,
+    ),
+]
+AcceptNewHostKeyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--accept-new-host-key",
+        help=f"Trust an SSH host key seen for the first time and add it to known_hosts (a "
+        f"changed key is still refused; {S.ENV_ACCEPT_NEW_HOST_KEY}, gitsafe.acceptNewHostKey).",
+    ),
+]
 
 _global_dir: str | None = None
 
 
 def _version(value: bool) -> None:
+    # `gitsafe --version` alone never gets here (gitsafe/__main__.py answers it before typer
+    # loads); this serves it after other options, e.g. `gitsafe -C DIR --version`.
     if value:
-        import pygit2
+        from gitsafe.versions import version_line
 
-        pygit2_version = getattr(pygit2, "__version__", "?")
-        typer.echo(
-            f"gitsafe {__version__} (pygit2 {pygit2_version}, libgit2 {pygit2.LIBGIT2_VERSION})"
-        )
+        typer.echo(version_line())
         raise typer.Exit(0)
 
 
@@ -148,6 +178,54 @@ def pull(
             f"{S.ENV_BACKUP}=0, gitsafe.backup false).",
         ),
     ] = False,
+    alert_command: Annotated[
+        str | None,
+        typer.Option(
+            "--alert-command",
+            help=f"When the pull heals, refuses or fails, run this with /bin/sh -c, the JSON "
+            f"report on stdin ({S.ENV_ALERT_COMMAND}, gitsafe.alertCommand).",
+            metavar="CMD",
+        ),
+    ] = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook",
+            help=f"When the pull heals, refuses or fails, POST the JSON report here "
+            f"({S.ENV_WEBHOOK}, gitsafe.webhook).",
+            metavar="URL",
+        ),
+    ] = None,
+    webhook_format: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-format",
+            help=f"json (the report) or slack (a one-line {{'text': ...}}); default json "
+            f"({S.ENV_WEBHOOK_FORMAT}, gitsafe.webhookFormat).",
+            metavar="FORMAT",
+        ),
+    ] = None,
+    alert_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--alert-timeout",
+            help=f"Seconds each alert may take before it is abandoned (default "
+            f"{S.DEFAULT_ALERT_TIMEOUT:g}; {S.ENV_ALERT_TIMEOUT}, gitsafe.alertTimeout).",
+            metavar="SECONDS",
+        ),
+    ] = None,
+    metrics_file: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-file",
+            help=f"Write Prometheus metrics here for node_exporter's textfile collector "
+            f"({S.ENV_METRICS_FILE}, gitsafe.metricsFile).",
+            metavar="PATH",
+        ),
+    ] = None,
+    retries: RetriesOpt = None,
+    depth: DepthOpt = None,
+    accept_new_host_key: AcceptNewHostKeyOpt = False,
 ) -> None:
     """Heal the checkout and bring it to REMOTE/BRANCH.
 
@@ -166,6 +244,15 @@ def pull(
         stale_lock_age=stale_lock_age,
         backup=False if no_backup else None,
         quiet_git=quiet,
+        alert_command=alert_command,
+        webhook=webhook,
+        webhook_format=webhook_format,
+        alert_timeout=alert_timeout,
+        metrics_file=metrics_file,
+        retries=retries,
+        depth=depth,
+        accept_new_host_key=True if accept_new_host_key else None,
+        progress=not quiet,
     )
     _finish(result, as_json, quiet)
 
@@ -186,6 +273,9 @@ def doctor(
     ] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    retries: RetriesOpt = None,
+    depth: DepthOpt = None,
+    accept_new_host_key: AcceptNewHostKeyOpt = False,
 ) -> None:
     """Show what a pull would do, changing nothing.
 
@@ -201,6 +291,10 @@ def doctor(
         exclude=exclude or [],
         fetch_first=fetch,
         report_path=report,
+        retries=retries,
+        depth=depth,
+        accept_new_host_key=True if accept_new_host_key else None,
+        progress=not quiet,
     )
     _finish(result, as_json, quiet)
 
@@ -246,6 +340,34 @@ def restore(
 
 
 @app.command()
+def report(
+    path: Annotated[
+        str | None,
+        typer.Argument(
+            help="Report file. Default: where pull writes it (GITSAFE_REPORT, gitsafe.report, "
+            "else <gitdir>/gitsafe/last-report.json).",
+            metavar="PATH",
+            show_default=False,
+        ),
+    ] = None,
+    directory: DirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stored JSON report.")] = False,
+    exit_code: Annotated[
+        bool,
+        typer.Option("--exit-code", help="Exit with the exit code the reported run had."),
+    ] = False,
+) -> None:
+    """Show the last report, rendered as pull rendered it (on stdout).
+
+    Exit codes: 0 shown (with --exit-code: the reported run's exit code); 2 no report, not a
+    gitsafe report, or not a git work tree.
+    """
+    from gitsafe.report_cli import report_command
+
+    raise typer.Exit(report_command(path, _where(directory), as_json, exit_code))
+
+
+@app.command()
 def demo(
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the demo directory and print its path.")
@@ -255,6 +377,9 @@ def demo(
     from gitsafe.demo import run_demo
 
     raise typer.Exit(run_demo(keep=keep))
+
+
+app.add_typer(hooks_app)
 
 
 def main() -> None:

@@ -19,11 +19,11 @@ from typing import Any
 
 import pygit2
 
-from gitsafe import backup, execute, ignore, locks, runlock
+from gitsafe import alerts, backup, execute, ignore, locks, metrics, runlock
 from gitsafe.errors import GitsafeError, Refused, UsageError
 from gitsafe.index_stat import MODE_GITLINK, IndexSnapshot, read_index
 from gitsafe.plan import Commit, Lock, TreeFiles, WorkTreeChanges, flatten_tree, plan_worktree
-from gitsafe.remote import Source, choose, current_branch, fetch, tracking_tip
+from gitsafe.remote import Source, choose, current_branch, fetch, fetch_options, tracking_tip
 from gitsafe.report import Report, redact_url, write_atomic
 from gitsafe.repository import (
     Checkout,
@@ -347,18 +347,35 @@ def doctor(
     fetch_first: bool = False,
     report_path: str | None = None,
     env: Mapping[str, str] | None = None,
+    retries: int | None = None,
+    depth: int | None = None,
+    accept_new_host_key: bool | None = None,
+    progress: bool = False,
 ) -> Report:
-    """Compute what ``pull`` would do, changing nothing (exit code 0 clean, 1 would heal)."""
+    """Compute what ``pull`` would do, changing nothing (exit code 0 clean, 1 would heal).
+
+    ``progress=True`` shows a progress bar for ``fetch_first`` when stderr is a terminal.
+    """
     patterns = _check_types(path, remote, branch, exclude)
     started, t0 = _now(), time.monotonic()
     report = Report("doctor", started_at=started)
     try:
-        co, settings, source = _prepare(path, remote, branch, env, report, exclude=patterns)
+        co, settings, source = _prepare(
+            path,
+            remote,
+            branch,
+            env,
+            report,
+            exclude=patterns,
+            retries=retries,
+            depth=depth,
+            accept_new_host_key=accept_new_host_key,
+        )
         if report_path:  # doctor writes a report only when asked, never to the default path
             check_report_path(report_path)
         report.report_path = report_path
         if fetch_first:
-            target = fetch(co.repo, source, keep_fetch_head=False)
+            target = _fetch(co, settings, source, report, env, progress, keep_fetch_head=False)
         else:
             tip = tracking_tip(co.repo, source)
             if tip is None:
@@ -399,15 +416,35 @@ def pull(
     backup: bool | None = None,
     env: Mapping[str, str] | None = None,
     quiet_git: bool = False,
+    alert_command: str | None = None,
+    webhook: str | None = None,
+    webhook_format: str | None = None,
+    alert_timeout: float | None = None,
+    metrics_file: str | None = None,
+    retries: int | None = None,
+    depth: int | None = None,
+    accept_new_host_key: bool | None = None,
+    progress: bool = False,
 ) -> Report:
     """Converge the checkout to REMOTE/BRANCH and report what was done.
 
     ``backup=False`` is ``--no-backup``: nothing discarded is saved (the report says so).
+    The alert and metrics arguments are the ``--alert-command`` ... ``--metrics-file`` flags;
+    ``retries``, ``depth`` and ``accept_new_host_key`` the fetch's flags; ``progress=True``
+    shows a progress bar for the fetch when stderr is a terminal.
     """
     patterns = _check_types(path, remote, branch, exclude)
     started, t0 = _now(), time.monotonic()
     report = Report("pull", started_at=started)
     co: Checkout | None = None
+    settings: Settings | None = None
+    alerting_flags: dict[str, Any] = {
+        "alert_command": alert_command,
+        "webhook": webhook,
+        "webhook_format": webhook_format,
+        "alert_timeout": alert_timeout,
+        "metrics_file": metrics_file,
+    }
     try:
         co, settings, source = _prepare(
             path,
@@ -420,6 +457,10 @@ def pull(
             lock_timeout=lock_timeout,
             stale_lock_age=stale_lock_age,
             backup=backup,
+            retries=retries,
+            depth=depth,
+            accept_new_host_key=accept_new_host_key,
+            **alerting_flags,
         )
         if report.report_path is None:
             report.report_path = _default_report_path(co)
@@ -433,7 +474,9 @@ def pull(
                 ),
             ):
                 try:
-                    _converge(co, settings, source, report, interrupts.check)
+                    _converge(
+                        co, settings, source, report, interrupts.check, env=env, progress=progress
+                    )
                 finally:
                     locks.clear_journal(co.gitdir)
     except GitsafeError as e:
@@ -444,9 +487,34 @@ def pull(
     if co is not None and not co.repo.head_is_unborn:
         report.head_after = str(co.repo.head.target)
     report.duration_ms = int((time.monotonic() - t0) * 1000)
+    _alert_and_measure(report, settings, path, env, alerting_flags)
     if report.report_path:
         _save(report, report.report_path)
     return report
+
+
+def _alert_and_measure(
+    report: Report,
+    settings: Settings | None,
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None,
+    flags: dict[str, Any],
+) -> None:
+    """Alerts and metrics once the outcome is final, before the report is saved (so the saved
+    report holds their results).  Neither can change the outcome or the exit code."""
+    if settings is not None:
+        alerting = settings.alerting
+    else:  # failed before settings were resolved: the alert matters all the more
+        try:
+            alerting = alerts.fallback(path, env, **flags)
+        except GitsafeError as e:
+            report.warnings.append(f"no alert sent: {e.message}")
+            return
+        for name, value in alerting.as_json().items():
+            report.settings.setdefault(name, value)
+    alerts.send(report, alerting)
+    if alerting.metrics_file.value:
+        metrics.write(report, alerting.metrics_file.value, os.path.abspath(path))
 
 
 def _save(report: Report, path: str) -> None:
@@ -462,6 +530,8 @@ def _converge(
     source: Source,
     report: Report,
     checkpoint: Callable[[], None],
+    env: Mapping[str, str] | None = None,
+    progress: bool = False,
 ) -> None:
     """Fetch, plan, back up, then act; ``checkpoint`` raises at a safe point after a signal.
 
@@ -487,7 +557,7 @@ def _converge(
     backup_id = backup.new_id()
     locks.write_journal(co.gitdir, _our_locks(co, source, backup_id))
     checkpoint()
-    target = fetch(repo, source)
+    target = _fetch(co, settings, source, report, env, progress, checkpoint)
     report.target = str(target)
     checkpoint()
     plan = build_plan(co, source, target, settings, lock_survey=False)
@@ -550,6 +620,27 @@ def _converge(
     report.exit_code = 0
 
 
+def _fetch(
+    co: Checkout,
+    settings: Settings,
+    source: Source,
+    report: Report,
+    env: Mapping[str, str] | None,
+    progress: bool,
+    checkpoint: Callable[[], None] = lambda: None,
+    keep_fetch_head: bool = True,
+) -> pygit2.Oid:
+    """Fetch with the resolved network settings; the report's ``fetch`` records every try."""
+    from gitsafe.transport import FetchInfo
+
+    info = FetchInfo()
+    options = fetch_options(co.repo, source, settings.network, env, progress, checkpoint)
+    try:
+        return fetch(co.repo, source, keep_fetch_head, options, info)
+    finally:
+        report.fetch = info.as_json()
+
+
 def _our_locks(co: Checkout, source: Source, backup_id: str) -> list[str]:
     """Every lock file the libgit2 calls of one pull may create."""
     g, c = co.gitdir, co.commondir
@@ -572,7 +663,11 @@ def _disabled_pull(co: Checkout, source: Source, report: Report, quiet: bool) ->
     cmd = ["git", "pull", *(["--quiet"] if quiet else []), source.remote, source.branch]
     try:
         # git's own output goes to stderr so that stdout stays machine-readable (--json).
-        proc = subprocess.run(cmd, cwd=co.workdir, stdout=sys.stderr, check=False)
+        # A hook's GIT_DIR/GIT_WORK_TREE would send git to another repository: drop them.
+        from gitsafe.gitenv import without_repository_variables
+
+        env = without_repository_variables(os.environ)
+        proc = subprocess.run(cmd, cwd=co.workdir, stdout=sys.stderr, env=env, check=False)
     except FileNotFoundError:
         raise UsageError("gitsafe is disabled and no git binary is on PATH") from None
     report.outcome = "disabled"

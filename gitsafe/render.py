@@ -112,5 +112,9 @@ def render(report: Report, console: Console, verbose_keep: bool = True) -> None:
             console.print(f"[dim]pruned old backups: {escape(', '.join(saved['pruned']))}[/dim]")
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    for alert in report.alerts:  # failed ones are among the warnings already
+        if alert.get("ok"):
+            how = f"HTTP {alert['http_status']}" if alert.get("http_status") else "exit 0"
+            console.print(f"[dim]alert {alert['kind']} {escape(alert['target'])}: sent ({how})[/]")
     if report.report_path and report.command == "pull":
         console.print(f"[dim]report: {escape(report.report_path)}[/dim]")

@@ -46,6 +46,32 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, f"{userinfo}@{hostport}", parts.path, parts.query, ""))
 
 
+def redact_webhook(url: str | None) -> str | None:
+    """``scheme://host[:port]/***``: webhook URLs (Slack, Telegram, ...) keep their token in the
+    path or query, and user info is a credential, so only where it goes is shown."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    hostport = parts.netloc.rpartition("@")[2]
+    if not parts.scheme or not hostport:
+        return "***"
+    secret = parts.path not in ("", "/") or parts.query or parts.fragment
+    return f"{parts.scheme}://{hostport}/{'***' if secret else ''}"
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+
+
+def redact_command(command: str | None) -> str | None:
+    """A command line with every URL in it redacted like a webhook (tokens live there)."""
+    if command is None:
+        return None
+    return _URL_IN_TEXT.sub(lambda m: redact_webhook(m.group()) or "***", command)
+
+
 @dataclass
 class Report:
     """What a pull or doctor did or would do; ``as_json`` is the documented report object."""
@@ -67,6 +93,15 @@ class Report:
     report_path: str | None = None
     warnings: list[str] = field(default_factory=list)
     backup: dict[str, Any] | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] | None = None
+    fetch: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """The report a previous run wrote (fields this version does not know are dropped)."""
+        known = {f for f in cls.__dataclass_fields__ if f in data}
+        return cls(**{name: data[name] for name in known})
 
     @property
     def ok(self) -> bool:
@@ -93,6 +128,9 @@ class Report:
             "report_path": self.report_path,
             "warnings": self.warnings,
             "backup": self.backup,
+            "alerts": self.alerts,
+            "metrics": self.metrics,
+            "fetch": self.fetch,
         }
 
     def to_json_text(self) -> str:
