@@ -22,7 +22,16 @@ import pygit2
 from gitsafe import alerts, backup, execute, ignore, locks, metrics, runlock
 from gitsafe.errors import GitsafeError, Refused, UsageError
 from gitsafe.index_stat import MODE_GITLINK, IndexSnapshot, read_index
-from gitsafe.plan import Commit, Lock, TreeFiles, WorkTreeChanges, flatten_tree, plan_worktree
+from gitsafe.plan import (
+    Commit,
+    Lock,
+    TreeFiles,
+    WorkTreeChanges,
+    files_near_index,
+    flatten_tree,
+    index_files,
+    plan_worktree,
+)
 from gitsafe.remote import Source, choose, current_branch, fetch, fetch_options, tracking_tip
 from gitsafe.report import Report, redact_url, write_atomic
 from gitsafe.repository import (
@@ -173,12 +182,24 @@ def _build_plan(
     head = None if repo.head_is_unborn else repo.head.peel(pygit2.Commit).id
     target_tree = _commit_tree(repo, target)
     assert target_tree is not None
-    target_files = flatten_tree(target_tree)
+    head_tree = _commit_tree(repo, head)
+    index = read_index(repo, os.path.join(co.gitdir, "index"))
+    near: set[str] | None = None
+    if index.conflicted or index.intent_to_add:
+        target_files, head_files = flatten_tree(target_tree), flatten_tree(head_tree)
+    else:
+        base = index_files(index)
+        gitlinks = [p for p, (mode, _) in base.items() if mode == MODE_GITLINK]
+        target_files, target_changed = files_near_index(repo.index, base, target_tree, gitlinks)
+        if head_tree is not None and head_tree.id == target_tree.id:
+            head_files, head_changed = target_files, target_changed
+        else:
+            head_files, head_changed = files_near_index(repo.index, base, head_tree, gitlinks)
+        near = target_changed | head_changed
     reasons = refusals(co, target_files, target)
     elsewhere = checked_out_elsewhere(co, source.branch)
     if elsewhere is not None:
         reasons.append(f"branch {source.branch!r} is checked out in another work tree, {elsewhere}")
-    index = read_index(repo, os.path.join(co.gitdir, "index"))
     if index.skip_worktree:
         shown = ", ".join(index.skip_worktree[:5])
         reasons.append(
@@ -186,7 +207,6 @@ def _build_plan(
             "files alone: clear the bit (git update-index --no-skip-worktree) or keep such "
             "files untracked and name them with -e"
         )
-    head_files = flatten_tree(_commit_tree(repo, head))
     changes = plan_worktree(
         repo,
         TreeView(co.workdir),
@@ -196,6 +216,7 @@ def _build_plan(
         _rules(co, settings),
         filemode(co),
         may_convert(co, target_files),
+        near,
     )
     missing = _missing_objects(repo, changes, index, head_files, target_files)
     if missing:

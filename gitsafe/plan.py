@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pygit2
+from pygit2.enums import DeltaStatus
 
 from gitsafe import ignore
 from gitsafe.filters import smudge
@@ -95,6 +96,63 @@ def flatten_tree(tree: pygit2.Tree | None) -> TreeFiles:
     return {e.path: (e.mode, e.id) for e in index}
 
 
+def index_files(index: IndexSnapshot) -> TreeFiles:
+    """The stage-0 entries as tree files."""
+    return {path: (raw[0], pygit2.Oid(raw=raw[1])) for path, raw in index.entries.raw.items()}
+
+
+def files_near_index(
+    repo_index: pygit2.Index, base: TreeFiles, tree: pygit2.Tree | None, gitlinks: Iterable[str]
+) -> tuple[TreeFiles, set[str]]:
+    """Every file of ``tree`` and the paths where it differs from the index.
+
+    Flattening a 50,000-file tree entry by entry costs about a second of Python; a deploy base's
+    trees are almost always the index give or take a few paths, and libgit2's tree-to-index diff
+    finds those in C.  ``base`` is :func:`index_files`, ``gitlinks`` its submodule paths; the
+    caller makes sure the index holds no conflicts and no intent-to-add entries (whose diff
+    semantics differ).
+    """
+    if tree is None:
+        return {}, set(base)
+    files = dict(base)
+    in_tree: TreeFiles = {}
+    in_index: set[str] = set()
+    for delta in repo_index.diff_to_tree(tree).deltas:  # old side: the tree; new: the index
+        status = delta.status
+        if status != DeltaStatus.ADDED:
+            old = delta.old_file
+            in_tree[os.fsdecode(old.raw_path)] = (int(old.mode), old.id)
+        if status != DeltaStatus.DELETED:
+            in_index.add(os.fsdecode(delta.new_file.raw_path))
+    for path in in_index:
+        files.pop(path, None)
+    files.update(in_tree)
+    changed = in_index | set(in_tree)
+    # The submodule entries must be the tree's whatever libgit2's diff makes of submodules (its
+    # ignore settings must not hide a moved gitlink from the plan).
+    for path in gitlinks:
+        spec = _tree_entry(tree, path)
+        if files.get(path) != spec:
+            changed.add(path)
+            if spec is None:
+                files.pop(path, None)
+            else:
+                files[path] = spec
+    return files, changed
+
+
+def _tree_entry(tree: pygit2.Tree, path: str) -> tuple[int, pygit2.Oid] | None:
+    node: pygit2.Object = tree
+    for name in os.fsencode(path).split(b"/"):
+        if not isinstance(node, pygit2.Tree):
+            return None
+        found = next((e for e in node if e.raw_name == name), None)
+        if found is None:
+            return None
+        node = found
+    return int(node.filemode), node.id
+
+
 def tree_dirs(files: Iterable[str]) -> set[str]:
     dirs: set[str] = set()
     for path in files:
@@ -130,8 +188,12 @@ class _Analysis:
         rules: ignore.ExcludeRules,
         filemode: bool,
         may_filter: bool = True,
+        near: set[str] | None = None,
     ) -> None:
         self.repo = repo
+        # Paths where HEAD or the target differ from the index; None: not known, so every
+        # tracked path is examined in full.
+        self.near = near
         self.may_filter = may_filter  # False: no checkout conversion can apply in this repo
         self.view = view
         self.index = index
@@ -258,10 +320,62 @@ class _Analysis:
 
     # -- the reset ----------------------------------------------------------------------------
 
+    def unchanged_elsewhere(self) -> set[str]:
+        """Index entries outside ``near`` that the stat data alone cannot prove untouched.
+
+        Every other entry equals HEAD's and the target's and its file is what the index says,
+        down to the nanosecond of its stat data; the full analysis below would find nothing to
+        do for it (no dirt, no write, no rewrite, no blocker), so it is skipped.  This loop is
+        the whole cost of a no-op pull on a large checkout, hence the flat, precomputed form.
+        """
+        assert self.near is not None
+        near = self.near
+        rest: set[str] = set()
+        prefix = self.view.root.rstrip("/") + "/"
+        index_mtime_ns = self.index.mtime_ns
+        type_only, with_exec = 0o170000, 0o170100 if self.filemode else 0o170000
+        parent_ok: dict[str, bool] = {}
+        lstat = os.lstat
+        for path, (mode, _oid, _stat, key) in self.index.entries.raw.items():
+            if path in near or mode == MODE_GITLINK:
+                rest.add(path)
+                continue
+            parent = path.rpartition("/")[0]
+            ok = parent_ok.get(parent)
+            if ok is None:
+                ok = parent_ok[parent] = self.view.is_dir(parent)  # no symlink on the way
+            if not ok:
+                rest.add(path)
+                continue
+            try:
+                lst = lstat(prefix + path)
+            except OSError:
+                rest.add(path)
+                continue
+            mask = type_only if mode == MODE_LINK else with_exec
+            if (
+                (lst.st_mode & mask) != (mode & mask)
+                or key
+                != (
+                    lst.st_mtime_ns,
+                    lst.st_ctime_ns,
+                    lst.st_ino & 0xFFFFFFFF,
+                    lst.st_size & 0xFFFFFFFF,
+                    lst.st_uid,
+                    lst.st_gid,
+                )
+                or key[0] >= index_mtime_ns  # racily clean: only content can tell
+            ):
+                rest.add(path)
+        return rest
+
     def analyse_tracked(self) -> None:
         ch = self.changes
         index = self.index
-        paths = set(self.head) | set(index.entries) | set(self.target) | set(index.conflicted)
+        if self.near is None:
+            paths = set(self.head) | set(index.entries) | set(self.target) | set(index.conflicted)
+        else:
+            paths = self.near | self.unchanged_elsewhere() | set(index.conflicted)
         blockers: set[str] = set()
         for path in sorted(paths):
             t = self.target.get(path)
@@ -314,11 +428,17 @@ class _Analysis:
                 elif kind == "missing" and self.view.is_dir(path.rpartition("/")[0]):
                     ch.vanished.append(path)
         ch.blockers = sorted(blockers)
-        ch.index_current = (
-            not index.conflicted
-            and len(index.entries) == len(self.target)
-            and all((e.mode, e.oid) == self.target.get(p) for p, e in index.entries.items())
-        )
+        if self.near is not None:
+            ch.index_current = not index.conflicted and not any(
+                self.target.get(p) != ((e := index.entries.get(p)) and (e.mode, e.oid))
+                for p in self.near
+            )
+        else:
+            ch.index_current = (
+                not index.conflicted
+                and len(index.entries) == len(self.target)
+                and all((e.mode, e.oid) == self.target.get(p) for p, e in index.entries.items())
+            )
         self._reset_removed_dirs()
 
     def _overwrite_reason(self, path: str, kind: str) -> str:
@@ -374,10 +494,10 @@ class _Analysis:
             path = f"{d}/{name}" if d else name
             if name == ".git":
                 continue  # never listed by git; goes only with its parent
+            if path in self.target:
+                continue  # tracked after the reset: never the clean's business
             lst = self.view.lstat(path)
             kind = _kind(lst)
-            if path in self.target:
-                continue
             if path in self.target_dirs:
                 if kind == "dir":
                     sub_excluded = excluded_parent or self._excluded(lists, path, True)
@@ -451,8 +571,9 @@ def plan_worktree(
     rules: ignore.ExcludeRules,
     filemode: bool = True,
     may_filter: bool = True,
+    near: set[str] | None = None,
 ) -> WorkTreeChanges:
-    analysis = _Analysis(repo, view, index, head, target, rules, filemode, may_filter)
+    analysis = _Analysis(repo, view, index, head, target, rules, filemode, may_filter, near)
     analysis.analyse_tracked()
     analysis.analyse_untracked()
     return analysis.changes

@@ -1,0 +1,186 @@
+"""The shortcuts that make a no-op pull cheap must see exactly what the long way sees.
+
+gitsafe parses the index file itself (libgit2's C structs are slow to read field by field),
+derives HEAD's and the target's files from the index plus libgit2's tree-to-index diff (instead
+of flattening each tree), and skips every tracked path whose stat data proves it untouched.  Each
+shortcut is checked here against the long way or against git.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+from gitfixtures import Origin, copy_checkout, diff_snapshots, git, git_sequence, snapshot, write
+
+import gitsafe
+from gitsafe import index_stat
+from gitsafe.index_stat import MODE_GITLINK
+from gitsafe.plan import files_near_index, flatten_tree, index_files
+
+EMPTY_BLOB = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+
+
+def _both_ways(repo_path: Path) -> tuple[object, object]:
+    repo = pygit2.Repository(str(repo_path))
+    index_file = os.path.join(repo.path, "index")
+    with open(index_file, "rb") as f:
+        parsed = index_stat._parse(f.read())
+    repo.index.read(force=True)
+    through_libgit2 = index_stat._read_through_libgit2(repo.index._index)
+    return parsed, through_libgit2
+
+
+@pytest.mark.parametrize("version", [2, 3, 4])
+def test_index_file_parser_agrees_with_libgit2(tmp_path: Path, version: int) -> None:
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    for i in range(40):
+        write(repo, f"dir{i % 3}/sub/file-{i:03d}.txt", f"{i}\n" * i)
+    write(repo, "exec.sh", "#!/bin/sh\n", mode=0o755)
+    os.symlink("exec.sh", repo / "link")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    # Entries no work tree could hold: a path longer than the 12-bit name length field (not in
+    # version 4, where libgit2 rejects such a path), and a file name that is not UTF-8.
+    long_path = "/".join(["d" * 200] * 21) + "/f"
+    if version < 4:
+        git(repo, "update-index", "--add", "--cacheinfo", f"100644,{EMPTY_BLOB},{long_path}")
+    subprocess.run(
+        [
+            b"git",
+            b"update-index",
+            b"--add",
+            b"--cacheinfo",
+            f"100644,{EMPTY_BLOB},".encode() + b"caf\xe9.txt",
+        ],
+        cwd=repo,
+        check=True,
+    )
+    git(repo, "update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},vendor/sub")
+    if version >= 3:
+        git(repo, "update-index", "--skip-worktree", "dir0/sub/file-000.txt")
+        write(repo, "new.txt", "intent\n")
+        git(repo, "add", "-N", "new.txt")
+    git(repo, "update-index", "--index-version", str(version))
+    parsed, through_libgit2 = _both_ways(repo)
+    assert parsed is not None
+    assert parsed == through_libgit2
+    raw, staged, skip_worktree, intent_to_add = parsed
+    assert (long_path in raw) == (version < 4)
+    assert "caf\udce9.txt" in raw
+    assert raw["vendor/sub"][0] == MODE_GITLINK
+    assert (skip_worktree, intent_to_add) == (
+        (["dir0/sub/file-000.txt"], True) if version >= 3 else ([], False)
+    )
+    assert staged == []
+
+
+def test_index_file_parser_keeps_conflict_stages(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    write(repo, "f.txt", "base\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    git(repo, "checkout", "-q", "-b", "other")
+    write(repo, "f.txt", "other\n")
+    git(repo, "commit", "-q", "-am", "other")
+    git(repo, "checkout", "-q", "main")
+    write(repo, "f.txt", "main\n")
+    git(repo, "commit", "-q", "-am", "main")
+    git(repo, "merge", "-q", "other", check=False)
+    parsed, through_libgit2 = _both_ways(repo)
+    assert parsed == through_libgit2
+    assert parsed is not None
+    assert sorted(e.stage for e in parsed[1]) == [1, 2, 3]
+
+
+def test_a_damaged_index_file_is_left_to_libgit2(tmp_path: Path) -> None:
+    assert index_stat._parse(b"") is None
+    assert index_stat._parse(b"DIRC\0\0\0\x09\0\0\0\1") is None  # version 9
+    assert index_stat._parse(b"DIRC\0\0\0\2\0\0\0\1" + b"\0" * 30) is None  # truncated entry
+
+
+def test_tree_files_from_the_index_equal_the_flattened_trees(
+    origin: Origin, tmp_path: Path
+) -> None:
+    write(origin.work, "a/b/c.txt", "c\n")
+    write(origin.work, "a/d.txt", "d\n")
+    write(origin.work, "typechange", "file\n")
+    write(origin.work, "gone.txt", "x\n")
+    write(origin.work, "run.sh", "#!/bin/sh\n", mode=0o755)
+    origin.push("more")
+    deploy = origin.clone(tmp_path / "deploy")
+    old_head = git(deploy, "rev-parse", "HEAD").strip()
+    # upstream: a file becomes a directory, a mode flips, a file goes, a submodule appears
+    os.remove(origin.work / "a/d.txt")
+    write(origin.work, "a/d.txt/inner", "now a dir\n")
+    os.chmod(origin.work / "run.sh", 0o644)
+    os.remove(origin.work / "gone.txt")
+    origin.push("reshape")
+    git(origin.work, "update-index", "--add", "--cacheinfo", f"160000,{'2' * 40},vendor/lib")
+    git(origin.work, "commit", "-q", "-m", "submodule")
+    git(origin.work, "push", "-q", "origin", "HEAD:main")
+    git(deploy, "fetch", "-q", "origin")
+    # the index: staged edits, a staged deletion, a staged typechange, a staged gitlink
+    write(deploy, "README.md", "staged edit\n")
+    os.remove(deploy / "typechange")
+    os.symlink("README.md", deploy / "typechange")
+    write(deploy, "brand/new.txt", "new\n")
+    git(deploy, "add", "-A")
+    git(deploy, "rm", "-q", "--cached", "a/b/c.txt")
+    git(deploy, "update-index", "--add", "--cacheinfo", f"160000,{'3' * 40},vendor/other")
+    repo = pygit2.Repository(str(deploy))
+    snap = index_stat.read_index(repo, os.path.join(repo.path, "index"))
+    base = index_files(snap)
+    gitlinks = [p for p, (mode, _) in base.items() if mode == MODE_GITLINK]
+    for rev in (old_head, "origin/main"):
+        tree = repo.revparse_single(rev).peel(pygit2.Commit).tree
+        files, changed = files_near_index(repo.index, base, tree, gitlinks)
+        flat = flatten_tree(tree)
+        assert files == flat
+        assert changed == {p for p in set(flat) | set(base) if flat.get(p) != base.get(p)}
+
+
+def test_unmodified_files_behind_a_symlinked_directory_are_not_trusted(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    """``src`` moved away and replaced by a symlink to it: every file behind it keeps its inode
+    and timestamps, so its stat data still matches the index; git sees no such files (they are
+    behind a symlink) and its reset puts a real directory back."""
+    git(deploy, "update-index", "-q", "--refresh")
+    oracle = copy_checkout(deploy, tmp_path / "git")
+    for tree in (deploy, oracle):
+        moved = tmp_path / f"moved-{tree.name}"
+        os.rename(tree / "src", moved)
+        os.symlink(moved, tree / "src")
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert report.exit_code == 0, report.error
+    git_sequence(oracle, "origin", "main")
+    assert diff_snapshots(snapshot(deploy), snapshot(oracle)) == []
+    assert not (deploy / "src").is_symlink()
+    assert (tmp_path / "moved-deploy" / "config.py").read_text() == "DEBUG = False\n"
+
+
+def test_a_racily_clean_entry_is_hashed_not_trusted(origin: Origin, deploy: Path) -> None:
+    """Stat data proves nothing when the index was written in the same instant as the file
+    (git's racy-entry rule).  Built directly: an entry whose stat data matches the edited file
+    but whose id is the old content's, in an index no newer than the file."""
+    target = deploy / "src/config.py"
+    repo = pygit2.Repository(str(deploy))
+    old_id = repo.index["src/config.py"].id
+    target.write_text("DEBUG = Frue\n")  # same size, new content
+    lst = os.lstat(target)
+    index = repo.index
+    index_stat.add_with_stat(index, "src/config.py", 0o100644, old_id, lst)
+    index.write()
+    index_file = os.path.join(repo.path, "index")
+    os.utime(index_file, ns=(lst.st_mtime_ns, lst.st_mtime_ns))
+    # git hashes it (diff-files, unlike status, leaves the index as it is)
+    assert git(deploy, "diff-files", "--name-only").strip() == "src/config.py"
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert report.outcome == "healed", report.plan
+    assert target.read_text() == "DEBUG = False\n"
