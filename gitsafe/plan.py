@@ -22,6 +22,7 @@ from gitsafe import ignore
 from gitsafe.filters import smudge
 from gitsafe.index_stat import (
     MODE_EXEC,
+    MODE_FILE,
     MODE_GITLINK,
     MODE_LINK,
     IndexSnapshot,
@@ -93,7 +94,7 @@ def flatten_tree(tree: pygit2.Tree | None) -> TreeFiles:
         return {}
     index = pygit2.Index()
     index.read_tree(tree)
-    return {e.path: (e.mode, e.id) for e in index}
+    return {e.path: (_canonical_mode(e.mode), e.id) for e in index}
 
 
 def index_files(index: IndexSnapshot) -> TreeFiles:
@@ -121,9 +122,10 @@ def files_near_index(
         status = delta.status
         if status != DeltaStatus.ADDED:
             old = delta.old_file
-            in_tree[os.fsdecode(old.raw_path)] = (int(old.mode), old.id)
+            in_tree[os.fsdecode(old.raw_path)] = (_canonical_mode(int(old.mode)), old.id)
         if status != DeltaStatus.DELETED:
             in_index.add(os.fsdecode(delta.new_file.raw_path))
+    _validate_paths(in_tree)
     for path in in_index:
         files.pop(path, None)
     files.update(in_tree)
@@ -141,6 +143,25 @@ def files_near_index(
     return files, changed
 
 
+def _canonical_mode(mode: int) -> int:
+    """The mode an index entry gets for a tree entry (old trees hold modes such as 100664)."""
+    if st.S_ISREG(mode):
+        return MODE_EXEC if mode & 0o100 else MODE_FILE
+    return mode
+
+
+def _validate_paths(files: TreeFiles) -> None:
+    """Raise libgit2's "invalid path" for a path its checkout would refuse (``..``, ``.git``
+    in any spelling, ...), as flattening the tree would: the paths the index already holds
+    passed this check when they entered it, the others are checked here."""
+    scratch = pygit2.Index()
+    for path, (mode, oid) in files.items():
+        # bytes and int: a non-UTF-8 name must not fail here (pygit2 accepts both where its
+        # stubs say str and FileMode)
+        entry = pygit2.IndexEntry(os.fsencode(path), oid, mode)  # type: ignore[arg-type]
+        scratch.add(entry)
+
+
 def _tree_entry(tree: pygit2.Tree, path: str) -> tuple[int, pygit2.Oid] | None:
     node: pygit2.Object = tree
     for name in os.fsencode(path).split(b"/"):
@@ -150,7 +171,7 @@ def _tree_entry(tree: pygit2.Tree, path: str) -> tuple[int, pygit2.Oid] | None:
         if found is None:
             return None
         node = found
-    return int(node.filemode), node.id
+    return _canonical_mode(int(node.filemode)), node.id
 
 
 def tree_dirs(files: Iterable[str]) -> set[str]:

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pygit2
 import pytest
-from gitfixtures import Origin, copy_checkout, diff_snapshots, git, git_sequence, snapshot, write
+from gitfixtures import (
+    Origin,
+    copy_checkout,
+    diff_snapshots,
+    git,
+    git_sequence,
+    heal_and_compare,
+    snapshot,
+    write,
+)
 
 import gitsafe
 from gitsafe import index_stat
@@ -184,3 +193,49 @@ def test_a_racily_clean_entry_is_hashed_not_trusted(origin: Origin, deploy: Path
     report = gitsafe.pull(deploy, "origin", "main")
     assert report.outcome == "healed", report.plan
     assert target.read_text() == "DEBUG = False\n"
+
+
+def test_a_tree_with_old_style_file_modes_heals_like_git(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    """Trees written by very old gits hold modes such as 100664; the index canonicalises them,
+    and so must the files derived from the tree-to-index diff."""
+    blob = (
+        subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"],
+            cwd=origin.bare,
+            input=b"group-writable\n",
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    base = git(origin.bare, "rev-parse", "main^{tree}").strip()
+    listing = git(origin.bare, "ls-tree", base)
+    listing += f"100664 blob {blob}\told-mode.txt\n100775 blob {blob}\told-exec.sh\n"
+    tree = (
+        subprocess.run(
+            ["git", "mktree"],
+            cwd=origin.bare,
+            input=listing.encode(),
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    parent = git(origin.bare, "rev-parse", "main").strip()
+    commit = git(origin.bare, "commit-tree", tree, "-p", parent, "-m", "old modes").strip()
+    git(origin.bare, "update-ref", "refs/heads/main", commit)
+    write(deploy, "src/config.py", "dirty\n")
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    repo = pygit2.Repository(str(healed))
+    snap = index_stat.read_index(repo, os.path.join(repo.path, "index"))
+    target = repo.revparse_single("origin/main").peel(pygit2.Commit).tree
+    files, _ = files_near_index(repo.index, index_files(snap), target, [])
+    assert files == flatten_tree(target)
+    assert files["old-exec.sh"][0] == 0o100755 and files["old-mode.txt"][0] == 0o100644
+    assert git(healed, "ls-files", "-s", "old-mode.txt", "old-exec.sh") == git(
+        tmp_path / "with-git", "ls-files", "-s", "old-mode.txt", "old-exec.sh"
+    )
