@@ -128,18 +128,17 @@ def _where(directory: str | None) -> str:
 
 
 def _finish(report: Report, as_json: bool, quiet: bool) -> None:
-    from rich.console import Console
-
-    from gitsafe.render import render
-
     if as_json:
         sys.stdout.write(report.to_json_text())
         sys.stdout.flush()
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
     if not quiet:
-        render(report, console)
+        from rich.console import Console  # only when something is rendered: ~50 ms to import
+
+        from gitsafe.render import render
+
+        render(report, Console(stderr=True, highlight=False, soft_wrap=True))
     elif report.error:
-        console.print(f"gitsafe {report.command}: {report.error['message']}", markup=False)
+        sys.stderr.write(f"gitsafe {report.command}: {report.error['message']}\n")
     raise typer.Exit(report.exit_code)
 
 

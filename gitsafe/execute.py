@@ -69,13 +69,16 @@ def reset_worktree(
             tree.prune_empty_parents(path)
         # A submodule path needs its directory, even if the deletions above just pruned it
         # (a tracked directory the target turns into a gitlink): git's checkout recreates it.
-        for path, (mode, _oid) in target.items():
-            if mode == MODE_GITLINK and path not in changes.writes and tree.lstat(path) is None:
-                tree.mkdir(path)
+        if changes.deletes or changes.vanished:
+            writing = set(changes.writes)
+            for path, (mode, _oid) in target.items():
+                if mode == MODE_GITLINK and path not in writing and tree.lstat(path) is None:
+                    tree.mkdir(path)
         # Files are smudged by the target's attributes, as git's checkout reads them from the
         # new index: load the target into the in-memory index (libgit2 falls back to it when a
         # .gitattributes file is absent) and write the .gitattributes files first.
-        repo.index.read_tree(target_tree)
+        if changes.writes:
+            repo.index.read_tree(target_tree)
         writes = sorted(changes.writes, key=lambda p: (not p.endswith(".gitattributes"), p))
         for path in writes:
             checkpoint()
@@ -109,12 +112,13 @@ def write_index(
     """
     index = repo.index
     index.read_tree(target_tree)
+    prefix = root.rstrip("/") + "/"
     for path in sorted(refresh):
         mode, oid = target[path]
         if mode == MODE_GITLINK:
             continue
         try:
-            lst = os.lstat(os.path.join(root, path))
+            lst = os.lstat(prefix + path)
         except OSError:
             lst = None
         add_with_stat(index, path, mode, oid, lst)

@@ -255,14 +255,14 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     index raises here; the entries are then parsed from the file's bytes in one pass, which is
     several times faster than reading libgit2's C structs field by field, and checked against
     libgit2's entry count."""
-    index = repo.index
     try:
         with open(index_path, "rb") as f:
             data: bytes | None = f.read()
             mtime_ns = os.fstat(f.fileno()).st_mtime_ns
     except FileNotFoundError:
         data, mtime_ns = None, 0
-    index.read(force=True)
+    index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
+    index.read(force=False)
     handle = index._index
     parsed = _parse(data) if data is not None else None
     if parsed is None or len(parsed[0]) + len(parsed[1]) != C.git_index_entrycount(handle):

@@ -227,8 +227,48 @@ class _Analysis:
         self.hashed: set[str] = set()  # paths whose stat data could not vouch for them
         self.changes = WorkTreeChanges()
         self.reset_rmdirs: set[str] = set()
+        self._attributes_below: dict[str, bool] = {}
+        self._tracked_attributes: bool | None = None
+        self._moving: bool | None = None
 
     # -- content ---------------------------------------------------------------------------
+
+    def plain_hash(self, path: str) -> bool:
+        """May ``path`` be hashed as raw bytes, without libgit2's filter look-up?
+
+        Only where no conversion can apply when content enters the object store: none
+        configured (``may_filter`` False: no ``core.autocrlf``, no converting attribute in
+        info/attributes, core.attributesFile or the target), no ``.gitattributes`` in the index
+        and none on disk in the file's directory or above it.  The look-up costs about four times
+        the hashing itself, which matters when every file of a large checkout was touched.
+        """
+        if self.may_filter:
+            return False
+        if self._tracked_attributes is None:
+            self._tracked_attributes = any(
+                p.rpartition("/")[2] == ".gitattributes"
+                for p in (*self.index.entries, *self.index.conflicted)
+            )
+        if self._tracked_attributes:
+            return False
+        return not self._attributes_at_or_above(path.rpartition("/")[0])
+
+    def _attributes_at_or_above(self, d: str) -> bool:
+        found = self._attributes_below.get(d)
+        if found is None:
+            here = os.path.lexists(os.path.join(self.view.abspath(d), ".gitattributes"))
+            found = here or (bool(d) and self._attributes_at_or_above(d.rpartition("/")[0]))
+            self._attributes_below[d] = found
+        return found
+
+    def hash_file(self, path: str) -> pygit2.Oid:
+        """The blob id of the regular file at ``path`` as ``git add`` would store it."""
+        if self.plain_hash(path):
+            return pygit2.hashfile(self.view.abspath(path))
+        return self.repo.hashfile(
+            self.view.abspath(path),
+            as_path=os.fsencode(path),  # type: ignore[arg-type]  # non-UTF-8 names
+        )
 
     def worktree_oid(self, path: str, lst: os.stat_result) -> pygit2.Oid | None:
         """The blob id the work tree content at ``path`` would get, trusting the stat cache
@@ -252,10 +292,7 @@ class _Analysis:
         elif mode is not None:
             self.hashed.add(path)
             try:
-                oid = self.repo.hashfile(
-                    self.view.abspath(path),
-                    as_path=os.fsencode(path),  # type: ignore[arg-type]  # non-UTF-8 names
-                )
+                oid = self.hash_file(path)
             except (OSError, pygit2.GitError):
                 oid = None
         self._oids[path] = oid
@@ -297,7 +334,17 @@ class _Analysis:
         if (t[0] == MODE_EXEC) != bool(lst.st_mode & 0o100):
             return True
         if not self.may_filter:
-            return False
+            # The target converts nothing, so the rewrite writes the blob's bytes: a change only
+            # if the file's bytes are not those (it matched through today's conversions).
+            if self.plain_hash(path):
+                return False
+            try:
+                return pygit2.hashfile(self.view.abspath(path)) != t[1]
+            except (OSError, pygit2.GitError):
+                return True
+        if self._attributes_move():
+            return True  # git converts with the target's attributes, which libgit2 cannot
+            # read before they are on disk: rewriting is what git does, so it is exact
         blob = self.repo[t[1]]
         assert isinstance(blob, pygit2.Blob)
         smudged = smudge(self.repo, path, blob.data)
@@ -308,6 +355,31 @@ class _Analysis:
                 return f.read() != smudged
         except OSError:
             return True
+
+    def _attributes_move(self) -> bool:
+        """Could the .gitattributes in force differ after the reset (a tracked one changed,
+        added or deleted by the target, or edited in the work tree)?"""
+        if self._moving is None:
+            self._moving = False
+            index = self.index
+            for path in sorted(
+                {
+                    p
+                    for p in (*index.entries, *self.target, *index.conflicted)
+                    if p.rpartition("/")[2] == ".gitattributes"
+                }
+            ):
+                entry = index.entries.get(path)
+                spec = (entry.mode, entry.oid) if entry is not None else None
+                if (
+                    path in index.conflicted
+                    or spec is None
+                    or spec != self.target.get(path)
+                    or not self.matches(path, self.view.lstat(path), spec)
+                ):
+                    self._moving = True
+                    break
+        return self._moving
 
     # -- ignore rules after the reset --------------------------------------------------------
 
@@ -357,7 +429,9 @@ class _Analysis:
         type_only, with_exec = 0o170000, 0o170100 if self.filemode else 0o170000
         parent_ok: dict[str, bool] = {}
         lstat = os.lstat
-        for path, (mode, _oid, _stat, key) in self.index.entries.raw.items():
+        hash_unchanged = not self.may_filter  # the second chance below; see plain_hash
+        verified = self.changes.verified
+        for path, (mode, oid, _stat, key) in self.index.entries.raw.items():
             if path in near or mode == MODE_GITLINK:
                 rest.add(path)
                 continue
@@ -387,6 +461,21 @@ class _Analysis:
                 )
                 or key[0] >= index_mtime_ns  # racily clean: only content can tell
             ):
+                # Touched but perhaps not changed (a build, a copy, a restore): same type and
+                # exec bit and the same bytes mean no dirt and no rewrite, as the full analysis
+                # would conclude; only the index's stat data needs refreshing ("verified").
+                if (
+                    hash_unchanged
+                    and mode != MODE_LINK
+                    and (lst.st_mode & 0o170100) == (mode & 0o170100)
+                    and self.plain_hash(path)
+                ):
+                    try:
+                        if pygit2.hashfile(prefix + path).raw == oid:
+                            verified.add(path)
+                            continue
+                    except (OSError, pygit2.GitError):
+                        pass
                 rest.add(path)
         return rest
 
@@ -481,7 +570,7 @@ class _Analysis:
         for d in sorted(candidates, key=lambda p: p.count("/"), reverse=True):
             if not self.view.is_dir(d):
                 continue
-            names = [e.name for e in self.view.listdir(d)]
+            names = self.view.listdir(d)
             if all(f"{d}/{n}" in deleted or f"{d}/{n}" in removed for n in names):
                 removed.add(d)
         self.reset_rmdirs = removed
@@ -510,8 +599,7 @@ class _Analysis:
         keeps: list[Item] = []
         if d and d in self.reset_rmdirs:
             return False, removals, keeps
-        for entry in self.view.listdir(d):
-            name = entry.name
+        for name in self.view.listdir(d):
             path = f"{d}/{name}" if d else name
             if name == ".git":
                 continue  # never listed by git; goes only with its parent

@@ -129,8 +129,8 @@ class TreeView:
                 return prefix
         return None
 
-    def listdir(self, path: str) -> list[os.DirEntry[str]]:
+    def listdir(self, path: str) -> list[str]:
+        """The names in directory ``path``, sorted (nothing if it is not a real directory)."""
         if not self.is_dir(path):
             return []
-        with os.scandir(self.abspath(path)) as it:
-            return sorted(it, key=lambda e: e.name)
+        return sorted(os.listdir(self.abspath(path)))

@@ -410,3 +410,34 @@ def test_tracked_directory_turned_into_a_submodule_upstream(origin: Origin, tmp_
     git(origin.work, "push", "-q", "origin", "HEAD:main")
     _, healed, _ = heal_and_compare(deploy, tmp_path)
     assert (healed / "vendor").is_dir() and list((healed / "vendor").iterdir()) == []
+
+
+def test_eol_attributes_deleted_by_the_target_convert_untouched_files_like_git(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """With core.autocrlf, a target that drops ``*.md eol=lf`` makes git's reset rewrite every
+    stat-dirty .md file with CRLF; gitsafe must not keep the LF bytes because they matched
+    under the attributes in force before the reset."""
+    write(origin.work, ".gitattributes", "*.md eol=lf\n")
+    origin.push("lf for markdown")
+    deploy = origin.clone(tmp_path / "deploy")
+    git(deploy, "config", "core.autocrlf", "true")
+    os.remove(origin.work / ".gitattributes")
+    origin.push("drop the attributes")
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / "README.md").read_bytes() == b"hello\r\n"
+
+
+def test_eol_attributes_emptied_by_the_target_rewrite_converted_files_like_git(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """The target converts nothing, but README.md's CRLF bytes came from the old eol=crlf:
+    they hash equal to the blob only through that conversion, and git's rewrite writes LF."""
+    write(origin.work, ".gitattributes", "* text=auto eol=crlf\n")
+    origin.push("crlf everywhere")
+    deploy = origin.clone(tmp_path / "deploy")
+    assert (deploy / "README.md").read_bytes() == b"hello\r\n"
+    write(origin.work, ".gitattributes", "")
+    origin.push("no attributes")
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert (healed / "README.md").read_bytes() == b"hello\n"
