@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +18,7 @@ from typing import Any
 
 import pygit2
 
-from gitsafe import alerts, backup, execute, ignore, locks, metrics, runlock
+from gitsafe import backup, execute, ignore, locks, runlock
 from gitsafe.errors import GitsafeError, Refused, UsageError
 from gitsafe.index_stat import MODE_GITLINK, IndexSnapshot, read_index
 from gitsafe.plan import (
@@ -523,9 +522,12 @@ def _alert_and_measure(
 ) -> None:
     """Alerts and metrics once the outcome is final, before the report is saved (so the saved
     report holds their results).  Neither can change the outcome or the exit code."""
+    # alerts and metrics are imported only when configured: urllib and http cost ~25 ms
     if settings is not None:
         alerting = settings.alerting
     else:  # failed before settings were resolved: the alert matters all the more
+        from gitsafe import alerts
+
         try:
             alerting = alerts.fallback(path, env, **flags)
         except GitsafeError as e:
@@ -533,8 +535,13 @@ def _alert_and_measure(
             return
         for name, value in alerting.as_json().items():
             report.settings.setdefault(name, value)
-    alerts.send(report, alerting)
+    if alerting.alert_command.value or alerting.webhook.value:
+        from gitsafe import alerts
+
+        alerts.send(report, alerting)
     if alerting.metrics_file.value:
+        from gitsafe import metrics
+
         metrics.write(report, alerting.metrics_file.value, os.path.abspath(path))
 
 
@@ -685,6 +692,8 @@ def _disabled_pull(co: Checkout, source: Source, report: Report, quiet: bool) ->
     try:
         # git's own output goes to stderr so that stdout stays machine-readable (--json).
         # A hook's GIT_DIR/GIT_WORK_TREE would send git to another repository: drop them.
+        import subprocess
+
         from gitsafe.gitenv import without_repository_variables
 
         env = without_repository_variables(os.environ)

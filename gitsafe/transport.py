@@ -329,7 +329,7 @@ def fetch(
                 "over git://, ssh:// or http(s)://, or unshallow it once with "
                 "'git fetch --unshallow'"
             )
-    cafile, capath = _ca_locations(options)
+    cafile, capath = _ca_locations(options) if where.kind == "https" else (None, None)
     if cafile or capath:
         # Adds to the system store (libgit2's TLS settings are process-wide and additive).
         pygit2.settings.set_ssl_cert_locations(cafile, capath)  # type: ignore[arg-type]
