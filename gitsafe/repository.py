@@ -131,12 +131,10 @@ def _attribute_refusals(
 ) -> list[str]:
     """Paths whose checkout needs a filter driver (git-lfs, say) or an encoding conversion."""
     sources: list[bytes] = []
-    paths = [p for p, (mode, _) in target.items() if mode not in (MODE_LINK, MODE_GITLINK)]
-    for path in paths:
-        if path == ".gitattributes" or path.endswith("/.gitattributes"):
-            blob = co.repo[target[path][1]]
-            if isinstance(blob, pygit2.Blob):
-                sources.append(blob.data)
+    for path in attribute_files(target):
+        blob = co.repo[target[path][1]]
+        if isinstance(blob, pygit2.Blob):
+            sources.append(blob.data)
     for extra in (os.path.join(co.commondir, "info", "attributes"), _attributes_file(co)):
         if extra and os.path.isfile(extra):
             with open(extra, "rb") as f:
@@ -145,6 +143,8 @@ def _attribute_refusals(
     if b"filter" not in text and b"working-tree-encoding" not in text:
         return []
     from pygit2.enums import AttrCheck
+
+    paths = [p for p, (mode, _) in target.items() if mode not in (MODE_LINK, MODE_GITLINK)]
 
     # Attributes as the target commit defines them, not as the (dirty) work tree does.
     flags = AttrCheck.INCLUDE_COMMIT
@@ -163,6 +163,17 @@ def _attribute_refusals(
     if encoded:
         reasons.append("paths need a working-tree-encoding conversion: " + _first(encoded))
     return reasons
+
+
+def attribute_files(files: dict[str, tuple[int, pygit2.Oid]]) -> list[str]:
+    """The regular ``.gitattributes`` files among ``files`` (one cheap pass over the names)."""
+    return [
+        p
+        for p in files
+        if p.endswith(".gitattributes")
+        and (p == ".gitattributes" or p.endswith("/.gitattributes"))
+        and files[p][0] not in (MODE_LINK, MODE_GITLINK)
+    ]
 
 
 def _first(items: list[str], n: int = 5) -> str:
@@ -248,13 +259,10 @@ def may_convert(co: Checkout, target: dict[str, tuple[int, pygit2.Oid]]) -> bool
             with open(path, "rb") as f:
                 if any(a in f.read() for a in _CONVERSION_ATTRIBUTES):
                     return True
-    for path, (_mode, oid) in target.items():
-        if path == ".gitattributes" or path.endswith("/.gitattributes"):
-            blob = co.repo.get(oid)
-            if isinstance(blob, pygit2.Blob) and any(
-                a in blob.data for a in _CONVERSION_ATTRIBUTES
-            ):
-                return True
+    for path in attribute_files(target):
+        blob = co.repo.get(target[path][1])
+        if isinstance(blob, pygit2.Blob) and any(a in blob.data for a in _CONVERSION_ATTRIBUTES):
+            return True
     return False
 
 
