@@ -271,7 +271,11 @@ def post_webhook(url: str, body: str, timeout: float) -> dict[str, Any]:
     status = done.get("status")
     error = done.get("error")
     if error is not None:
-        error = error.replace(url, target)  # some exceptions quote the URL, token and all
+        # Exceptions may quote the URL, or only its path or query: token and all.
+        parts = urllib.parse.urlsplit(url)
+        for secret in (url, parts.path, parts.query, parts.password or ""):
+            if len(secret) > 1:
+                error = error.replace(secret, "***")
     if error is None and status is not None and not 200 <= status < 300:
         error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
     if error is not None and "timed out" in error:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import netrc
 import os
 import pwd
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pygit2
 from pygit2.enums import CredentialType
@@ -54,6 +56,17 @@ class _Candidate:
     make: Callable[[str], Any]  # user name -> pygit2 credential object
 
 
+def _url_host(url: str) -> str | None:
+    """The host a credential request is for (None when the URL has no recognisable host)."""
+    if "://" in url:
+        try:
+            return (urlsplit(url).hostname or "").lower() or None
+        except ValueError:
+            return None
+    match = re.match(r"^(?:[^@/]+@)?(\[[^\]]+\]|[^:/]+):", url)
+    return match.group(1).strip("[]").lower() if match else None
+
+
 @dataclass
 class Credentials:
     config: CredentialConfig
@@ -72,6 +85,13 @@ class Credentials:
         self.calls += 1
         if self.calls > MAX_ATTEMPTS:
             raise self._failure(url)
+        asking = _url_host(url)
+        if asking is not None and self.host and asking != self.host.lower():
+            # libgit2 follows a redirect to another host; the secrets belong to the remote's.
+            raise AuthFailed(
+                f"{self.host} redirected to {asking}, which asks for credentials: gitsafe sends "
+                "credentials only to the host named in the remote URL"
+            )
         if allowed & CredentialType.USERNAME:
             # ssh without a user in the URL: libgit2 asks for the name before any key.
             return pygit2.Username(self._ssh_user(username_from_url))

@@ -135,6 +135,9 @@ def uninstall(ctx: typer.Context, hook: HookArg, repo: RepoOpt = None) -> None:
     except GitsafeError as e:
         _say(f"gitsafe hooks uninstall: {e.message}")
         raise typer.Exit(2) from None
+    except OSError as e:
+        _say(f"gitsafe hooks uninstall: {e}")
+        raise typer.Exit(2) from None
     messages = {
         "absent": f"no {done.hook}; nothing to do",
         "uninstalled": f"removed {done.hook}",

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import fnmatch
 import hashlib
 import hmac
 import os
 import struct
 from dataclasses import dataclass, field
-
-from gitsafe.report import write_atomic
 
 DEFAULT_PORT = 22
 
@@ -153,19 +152,24 @@ def check(known: KnownHosts, host: str, port: int, key: HostKey) -> Verdict:
 
 
 def append(path: str, host: str, port: int, key: HostKey) -> None:
-    """Add ``host``'s key to ``path`` atomically; a missing ``~/.ssh`` is created 0700."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """Add ``host``'s key to ``path`` as ssh does: appended under a lock, to the file a
+    symlinked known_hosts points at, its mode kept (a new file is 0600; a missing ``~/.ssh``
+    is created 0700).  Two runs accepting keys at once both land."""
+    real = os.path.realpath(path)
+    directory = os.path.dirname(real)
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)
+    line = f"{host_label(host, port)} {key.key_type} {key.base64}\n".encode()
+    fd = os.open(real, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = ""
-    if text and not text.endswith("\n"):
-        text += "\n"
-    text += f"{host_label(host, port)} {key.key_type} {key.base64}\n"
-    write_atomic(path, text)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def trust_hint(host: str, port: int, path: str) -> str:

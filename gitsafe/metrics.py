@@ -137,7 +137,13 @@ def write(report: Report, path: str, fallback_repo: str) -> None:
     """Write the metrics of a finished pull to ``path`` (atomically, mode 0644) and record the
     result in ``report.metrics``; a failure is a warning, never a failed pull."""
     full = os.path.abspath(path)
-    repo = report.repo or fallback_repo
+    # The exposition format is UTF-8: a path that is not (surrogate escapes) is labelled with
+    # backslash escapes, the same way every run, so its totals still carry over.
+    repo = (
+        (report.repo or fallback_repo)
+        .encode("utf-8", "surrogateescape")
+        .decode("utf-8", "backslashreplace")
+    )
     result: dict[str, Any] = {"path": full, "written": False, "error": None}
     report.metrics = result
     previous_repo, previous = read_previous(full)
@@ -156,7 +162,7 @@ def write(report: Report, path: str, fallback_repo: str) -> None:
         try:
             write_atomic(full, render(report, repo, previous, time.time()))
             result["written"] = True
-        except OSError as e:
-            result["error"] = str(e.strerror or e)
+        except (OSError, ValueError) as e:  # ValueError: text the file cannot hold
+            result["error"] = str(getattr(e, "strerror", None) or e)
     if result["error"]:
         report.warnings.append(f"could not write the metrics to {full}: {result['error']}")

@@ -29,8 +29,11 @@ def redact_url(url: str | None) -> str | None:
     """
     if url is None:
         return None
-    if _SCP_LIKE.match(url) and "://" not in url:
-        return url
+    scp = _SCP_LIKE.match(url)
+    if scp and "://" not in url:
+        # "user:password@proxy:port" (git's schemeless proxy form) looks scp-like too
+        user, has_password, _ = scp["user"].partition(":")
+        return f"{user}:***@{url[scp.end('user') + 1 :]}" if has_password else url
     try:
         parts = urlsplit(url)
     except ValueError:

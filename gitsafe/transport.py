@@ -172,14 +172,28 @@ class _HostKeyCheck:
         self.where = where
         self.info = info
         self.error: BaseException | None = None
+        # error=: should anything escape _check, cffi returns this instead of 0, which libgit2
+        # would take for "trust this key".  A check that cannot run rejects the key.
         self.c_callback = ffi.callback(
-            "int(git_cert *, int, const char *, void *)", self._check, onerror=self._onerror
+            "int(git_cert *, int, const char *, void *)",
+            self._check,
+            error=_GIT_ECERTIFICATE,
+            onerror=self._onerror,
         )
 
     def _onerror(self, exc_type: Any, exc: BaseException | None, _tb: Any) -> None:
-        self.error = exc or FetchFailed("host key check failed")
+        self.error = HostKeyRejected(f"the host key could not be checked: {exc}")
 
-    def _check(self, cert: Any, _valid: int, host: Any, _payload: Any) -> int:
+    def _check(self, cert: Any, valid: int, host: Any, payload: Any) -> int:
+        try:
+            return self._verify(cert, host)
+        except HostKeyRejected as e:
+            self.error = e
+        except Exception as e:  # unreadable known_hosts, unwritable on accept, ...
+            self.error = HostKeyRejected(f"the host key could not be checked: {e}")
+        return _GIT_ECERTIFICATE
+
+    def _verify(self, cert: Any, host: Any) -> int:
         if cert.cert_type != C.GIT_CERT_HOSTKEY_LIBSSH2:
             # TLS: libgit2 has verified the chain and the name against the CA store; defer.
             return _GIT_PASSTHROUGH
@@ -402,6 +416,8 @@ def _fetch_once(
                     klass = _last_error_class() if err < 0 else None
                     try:
                         payload.check_error(err)
+                        if host_check.error is not None:  # never trust a key on a failed check
+                            raise host_check.error
                     except pygit2.GitError as e:
                         if host_check.error is not None:
                             raise host_check.error from None

@@ -465,3 +465,14 @@ def test_urls_inside_an_alert_command_are_redacted() -> None:
     assert redact_command(command) == (
         "curl -d @- 'https://hooks.example.com/***' && mail -s x ops@example.com"
     )
+
+
+def test_a_webhook_error_that_quotes_only_the_url_path_never_shows_the_token(
+    deploy: Path,
+) -> None:
+    dirty(deploy)
+    report = gitsafe.pull(deploy, webhook="http://127.0.0.1:9/services/T0/B0/SECRETTOKEN x")
+    assert (report.outcome, report.exit_code) == ("healed", 0)
+    [alert] = validate(report)["alerts"]
+    assert alert["ok"] is False and alert["error"]
+    assert "SECRETTOKEN" not in report.to_json_text()

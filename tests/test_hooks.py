@@ -576,3 +576,18 @@ def test_the_cron_line_in_the_docs_heals_a_deploy_base(origin: Origin, deploy: P
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")  # cron mails only failures
     assert git(deploy, "rev-parse", "HEAD").strip() == sha
     assert not (deploy / "scratch.txt").exists()
+
+
+def test_uninstall_that_cannot_put_the_old_hook_back_exits_2_without_a_traceback(
+    site: Origin, deploy: Path
+) -> None:
+    hook = site.bare / "hooks/post-receive"
+    assert install(site, deploy).returncode == 0
+    blocker = site.bare / "hooks/post-receive.legacy"
+    blocker.mkdir()
+    (blocker / "inside").write_text("not a hook\n")
+    failed = gitsafe("hooks", "uninstall", "post-receive", "--repo", str(site.bare))
+    assert failed.returncode == 2, failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert (blocker / "inside").read_text() == "not a hook\n"
+    assert hook.exists() or blocker.exists()

@@ -191,3 +191,20 @@ def test_a_corrupt_previous_file_is_replaced_and_totals_start_again(
     report = gitsafe.pull(deploy, metrics_file=str(prom))
     assert report.metrics is not None and report.metrics["written"]
     assert value(parse(prom), "gitsafe_runs_total") == 1
+
+
+def test_a_repository_path_that_is_not_utf8_gets_an_escaped_label_and_the_pull_stands(
+    origin: Origin, tmp_path: Path
+) -> None:
+    import os
+
+    deploy = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    origin.clone(deploy)
+    prom = tmp_path / "latin1.prom"
+    first = gitsafe.pull(deploy, metrics_file=str(prom))
+    second = gitsafe.pull(deploy, metrics_file=str(prom))
+    assert first.exit_code == 0 and second.exit_code == 0, second.to_json_text()
+    assert second.metrics is not None and second.metrics["written"], second.warnings
+    m = parse(prom)
+    assert {dict(k)["repo"] for k in m["gitsafe_runs_total"]} == {f"{tmp_path}/caf\\xe9"}
+    assert value(m, "gitsafe_runs_total") == 2  # the escaped label still carries the totals

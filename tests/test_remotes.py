@@ -906,3 +906,121 @@ def test_remote_urls_map_to_their_transport(
 ) -> None:
     where = endpoint(url)
     assert (where.kind, where.host, where.port, where.user) == (kind, host, port, user)
+
+
+# -- failures of the checks themselves must reject, never trust ------------------------------
+
+
+@needs_sshd
+def test_known_hosts_that_cannot_be_read_rejects_the_key_instead_of_trusting_it(
+    origin: Origin, tmp_path: Path, sshd: Sshd, network_env: Path
+) -> None:
+    known_hosts(network_env).mkdir()  # unreadable as a file: the check itself fails
+    deploy = deploy_via(origin, tmp_path, sshd.url(origin.bare))
+    before, tip = snapshot(deploy), tracking(deploy)
+    advance(origin)
+    report = gitsafe.pull(deploy)
+    assert report.exit_code == 1, report.to_json_text()
+    assert report.error is not None and report.error["kind"] == "host-key"
+    assert "could not be checked" in report.error["message"]
+    assert snapshot(deploy) == before and tracking(deploy) == tip
+
+
+@needs_sshd
+def test_a_new_host_key_that_cannot_be_recorded_is_not_trusted(
+    origin: Origin, tmp_path: Path, sshd: Sshd, network_env: Path
+) -> None:
+    env = {**os.environ, "GITSAFE_KNOWN_HOSTS": "/proc/gitsafe-nowhere/known_hosts"}
+    deploy = deploy_via(origin, tmp_path, sshd.url(origin.bare))
+    before = snapshot(deploy)
+    advance(origin)
+    report = gitsafe.pull(deploy, accept_new_host_key=True, env=env)
+    assert report.exit_code == 1, report.to_json_text()
+    assert report.error is not None and report.error["kind"] == "host-key"
+    assert snapshot(deploy) == before
+
+
+def test_accepted_keys_are_appended_through_a_symlinked_known_hosts_keeping_its_mode(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared_known_hosts"
+    shared.write_text("other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB")  # no newline
+    shared.chmod(0o600)
+    link = tmp_path / "home" / ".ssh" / "known_hosts"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(shared)
+    key = hostkeys.HostKey(public_blob_bytes())
+    hostkeys.append(str(link), "127.0.0.1", 2222, key)
+    hostkeys.append(str(link), "127.0.0.2", 22, key)
+    assert link.is_symlink()
+    assert shared.stat().st_mode & 0o777 == 0o600
+    lines = shared.read_text().splitlines()
+    assert lines[0].startswith("other.example ")
+    assert lines[1].startswith("[127.0.0.1]:2222 ssh-ed25519 ")
+    assert lines[2].startswith("127.0.0.2 ssh-ed25519 ")
+
+
+def public_blob_bytes() -> bytes:
+    import base64
+
+    return base64.b64decode("AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")
+
+
+def test_a_proxy_password_in_the_schemeless_form_is_never_shown() -> None:
+    from gitsafe.report import redact_url
+
+    assert redact_url("deploy:s3cret@proxy.example:3128") == "deploy:***@proxy.example:3128"
+    assert redact_url("git@github.com:org/repo.git") == "git@github.com:org/repo.git"
+
+
+def test_credentials_are_never_sent_to_the_host_a_redirect_points_at(
+    origin: Origin, tmp_path: Path, network_env: Path
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str | None] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="elsewhere"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.2", 0), Elsewhere)
+    target = f"http://127.0.0.2:{other.server_address[1]}"
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    first = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (other, first):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (network_env / ".netrc").write_text("machine 127.0.0.1 login deploy password SECRET_A\n")
+        (network_env / ".netrc").chmod(0o600)
+        url = f"http://127.0.0.1:{first.server_address[1]}/repo.git"
+        deploy = deploy_via(origin, tmp_path, url)
+        env = {**os.environ, "GITSAFE_HTTP_USER": "deploy", "GITSAFE_HTTP_PASSWORD": "SECRET_B"}
+        report = gitsafe.pull(deploy, env=env)
+    finally:
+        for server in (first, other):
+            server.shutdown()
+            server.server_close()
+    assert report.exit_code == 1, report.to_json_text()
+    assert report.error is not None and report.error["kind"] == "auth"
+    assert "redirected" in report.error["message"]
+    assert seen and all(header is None for header in seen)
+    assert "SECRET" not in report.to_json_text()
