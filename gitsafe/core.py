@@ -184,7 +184,7 @@ def _build_plan(
     head_tree = _commit_tree(repo, head)
     index = read_index(repo, os.path.join(co.gitdir, "index"))
     near: set[str] | None = None
-    if index.conflicted or index.intent_to_add:
+    if index.conflicted or index.marked:
         target_files, head_files = flatten_tree(target_tree), flatten_tree(head_tree)
     else:
         base = index_files(index)

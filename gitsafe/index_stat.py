@@ -48,7 +48,9 @@ class IndexSnapshot:
     conflicted: dict[str, list[Entry]]  # stages 1-3 by path
     mtime_ns: int  # the index file's own mtime: entries at or after it are racy
     skip_worktree: list[str]  # entries git's reset leaves alone in the work tree
-    intent_to_add: bool = False  # some entry was added with ``git add -N``
+    # Some entry is intent-to-add (``git add -N``) or assume-unchanged: libgit2's tree-to-index
+    # diff passes over such entries, so the plan flattens the trees instead.
+    marked: bool = False
 
     def stat_clean(self, entry: Entry, lst: os.stat_result) -> bool:
         """git's ie_match_stat, strict form: True only when the cached stat proves the content.
@@ -105,6 +107,7 @@ _HEADER = struct.Struct(">4sII")
 _ON_DISK = struct.Struct(">10I20sH")  # ctime s/ns, mtime s/ns, dev, ino, mode, uid, gid, size
 _EXTENDED = 0x4000  # in flags: a second flags word follows (index v3+)
 _INTENT_TO_ADD = 1 << 13  # in flags_extended
+_ASSUME_VALID = 0x8000  # in flags: git update-index --assume-unchanged
 
 # (mode, raw object id, stat, fast key): the fast key is the stat data in the shape os.lstat
 # gives it, so the common "unchanged" case is one tuple comparison (see IndexSnapshot.fast_key).
@@ -149,8 +152,8 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def _parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bool] | None:
     """Entries of an index file (versions 2-4): stage 0, other stages, skip-worktree paths, and
-    whether any entry is intent-to-add.  None for anything unexpected: the caller then reads
-    the entries through libgit2 instead, which validated the file already."""
+    whether any entry is intent-to-add or assume-unchanged.  None for anything unexpected: the
+    caller then reads the entries through libgit2 instead, which validated the file already."""
     try:
         signature, version, count = _HEADER.unpack_from(data, 0)
     except struct.error:
@@ -160,7 +163,7 @@ def _parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bo
     entries: dict[str, RawEntry] = {}
     staged: list[Entry] = []
     skip_worktree: list[str] = []
-    intent_to_add = False
+    marked = False
     pos = _HEADER.size
     previous = b""
     unpack = _ON_DISK.unpack_from
@@ -188,11 +191,13 @@ def _parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bo
                 pos = start + ((end - start + 8) & ~7)
             path = decode(name, encoding, "surrogateescape")
             stat = (c_sec, c_nsec, m_sec, m_nsec, dev, ino, uid, gid, size)
+            if flags & _ASSUME_VALID:
+                marked = True
             if extended:
                 if extended & _SKIP_WORKTREE:
                     skip_worktree.append(path)
                 if extended & _INTENT_TO_ADD:
-                    intent_to_add = True
+                    marked = True
             if flags & _STAGE_MASK:
                 stage = (flags & _STAGE_MASK) >> _STAGE_SHIFT
                 staged.append(Entry(path, mode, pygit2.Oid(raw=oid), stage, stat))
@@ -201,7 +206,7 @@ def _parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bo
                 entries[path] = (mode, oid, stat, key)
     except (struct.error, ValueError, IndexError):
         return None
-    return entries, staged, skip_worktree, intent_to_add
+    return entries, staged, skip_worktree, marked
 
 
 def _entry_from_c(centry: object) -> Entry:
@@ -232,22 +237,22 @@ def _read_through_libgit2(
     entries: dict[str, RawEntry] = {}
     staged: list[Entry] = []
     skip_worktree: list[str] = []
-    intent_to_add = False
+    marked = False
     for n in range(C.git_index_entrycount(handle)):
         centry = C.git_index_get_byindex(handle, n)
         e = _entry_from_c(centry)
         extended = int(centry.flags_extended)
         if extended & _SKIP_WORKTREE:
             skip_worktree.append(e.path)
-        if extended & _INTENT_TO_ADD:
-            intent_to_add = True
+        if extended & _INTENT_TO_ADD or int(centry.flags) & _ASSUME_VALID:
+            marked = True
         if e.stage:
             staged.append(e)
         else:
             c_sec, c_nsec, m_sec, m_nsec, _dev, ino, uid, gid, size = e.stat
             key = (m_sec * _NS + m_nsec, c_sec * _NS + c_nsec, ino, size, uid, gid)
             entries[e.path] = (e.mode, e.oid.raw, e.stat, key)
-    return entries, staged, skip_worktree, intent_to_add
+    return entries, staged, skip_worktree, marked
 
 
 def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
@@ -267,11 +272,11 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     parsed = _parse(data) if data is not None else None
     if parsed is None or len(parsed[0]) + len(parsed[1]) != C.git_index_entrycount(handle):
         parsed = _read_through_libgit2(handle)
-    raw, staged, skip_worktree, intent_to_add = parsed
+    raw, staged, skip_worktree, marked = parsed
     conflicted: dict[str, list[Entry]] = {}
     for e in staged:
         conflicted.setdefault(e.path, []).append(e)
-    return IndexSnapshot(Entries(raw), conflicted, mtime_ns, skip_worktree, intent_to_add)
+    return IndexSnapshot(Entries(raw), conflicted, mtime_ns, skip_worktree, marked)
 
 
 def add_with_stat(

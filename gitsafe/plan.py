@@ -110,8 +110,8 @@ def files_near_index(
     Flattening a 50,000-file tree entry by entry costs about a second of Python; a deploy base's
     trees are almost always the index give or take a few paths, and libgit2's tree-to-index diff
     finds those in C.  ``base`` is :func:`index_files`, ``gitlinks`` its submodule paths; the
-    caller makes sure the index holds no conflicts and no intent-to-add entries (whose diff
-    semantics differ).
+    caller makes sure the index holds no conflicts and no intent-to-add or assume-unchanged
+    entries (libgit2's diff passes over those).
     """
     if tree is None:
         return {}, set(base)

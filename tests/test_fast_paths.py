@@ -78,11 +78,11 @@ def test_index_file_parser_agrees_with_libgit2(tmp_path: Path, version: int) -> 
     parsed, through_libgit2 = _both_ways(repo)
     assert parsed is not None
     assert parsed == through_libgit2
-    raw, staged, skip_worktree, intent_to_add = parsed
+    raw, staged, skip_worktree, marked = parsed
     assert (long_path in raw) == (version < 4)
     assert "caf\udce9.txt" in raw
     assert raw["vendor/sub"][0] == MODE_GITLINK
-    assert (skip_worktree, intent_to_add) == (
+    assert (skip_worktree, marked) == (
         (["dir0/sub/file-000.txt"], True) if version >= 3 else ([], False)
     )
     assert staged == []
@@ -239,3 +239,21 @@ def test_a_tree_with_old_style_file_modes_heals_like_git(
     assert git(healed, "ls-files", "-s", "old-mode.txt", "old-exec.sh") == git(
         tmp_path / "with-git", "ls-files", "-s", "old-mode.txt", "old-exec.sh"
     )
+
+
+def test_an_assume_unchanged_entry_the_target_deletes_leaves_the_index_equal_to_the_target(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """libgit2's tree-to-index diff passes over assume-unchanged entries; the plan must still
+    see that the target deletes one, or the rewritten index keeps it."""
+    write(origin.work, "notes.txt", "notes\n")
+    origin.push("notes")
+    deploy = origin.clone(tmp_path / "deploy")
+    os.remove(origin.work / "notes.txt")
+    origin.push("drop the notes")
+    git(deploy, "update-index", "--assume-unchanged", "--", "notes.txt")
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert report.exit_code == 0, report.error
+    assert git(deploy, "status", "--porcelain") == ""
+    assert "notes.txt" not in git(deploy, "ls-files")
+    assert not (deploy / "notes.txt").exists()
