@@ -17,7 +17,7 @@ import pygit2
 
 from gitsafe.errors import GitsafeError
 from gitsafe.filters import smudge
-from gitsafe.index_stat import MODE_EXEC, MODE_GITLINK, MODE_LINK, add_with_stat
+from gitsafe.index_stat import MODE_EXEC, MODE_GITLINK, MODE_LINK, add_with_stat, set_stat
 from gitsafe.plan import TreeFiles, WorkTreeChanges
 from gitsafe.repository import state_path
 from gitsafe.safetree import NotInTree, SafeTree
@@ -113,7 +113,7 @@ def write_index(
     index = repo.index
     index.read_tree(target_tree)
     prefix = root.rstrip("/") + "/"
-    for path in sorted(refresh):
+    for path in refresh:
         mode, oid = target[path]
         if mode == MODE_GITLINK:
             continue
@@ -121,7 +121,10 @@ def write_index(
             lst = os.lstat(prefix + path)
         except OSError:
             lst = None
-        add_with_stat(index, path, mode, oid, lst)
+        # read_tree gave every path its entry with the target's mode and id: only the stat data
+        # needs refreshing (an entry with no file gets zeros, so git re-checks it).
+        if lst is None or not set_stat(index, path, mode, lst):
+            add_with_stat(index, path, mode, oid, lst)
     index.write()
 
 

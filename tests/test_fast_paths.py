@@ -257,3 +257,22 @@ def test_an_assume_unchanged_entry_the_target_deletes_leaves_the_index_equal_to_
     assert git(deploy, "status", "--porcelain") == ""
     assert "notes.txt" not in git(deploy, "ls-files")
     assert not (deploy / "notes.txt").exists()
+
+
+def test_touched_files_get_fresh_stat_data_so_the_next_run_trusts_them(
+    origin: Origin, deploy: Path
+) -> None:
+    """After a build or a restore touched every file, one pull refreshes the index's stat data
+    (as git's refresh does), so later runs need not hash anything again."""
+    tracked = git(deploy, "ls-files").split()
+    for name in tracked:
+        os.utime(deploy / name, (1_500_000_000, 1_500_000_000))
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert report.outcome == "up-to-date", report.plan
+    repo = pygit2.Repository(str(deploy))
+    snap = index_stat.read_index(repo, os.path.join(repo.path, "index"))
+    for name in tracked:
+        lst = os.lstat(deploy / name)
+        entry = snap.entries[name]
+        assert snap.stat_clean(entry, lst), name
+    assert git(deploy, "diff-files", "--name-only") == ""
