@@ -93,9 +93,8 @@ def reset_worktree(
                         path=path,
                     ) from e
                 raise GitsafeError(f"cannot write {path}: {e.strerror}", path=path) from e
-    refresh = set(changes.writes) | changes.verified
-    if refresh or changes.deletes or not changes.index_current:
-        write_index(repo, root, target_tree, target, refresh)
+    if changes.writes or changes.verified or changes.deletes or not changes.index_current:
+        write_index(repo, root, target_tree, target, changes.writes, changes.verified)
 
 
 def write_index(
@@ -103,24 +102,28 @@ def write_index(
     root: str,
     target_tree: pygit2.Tree,
     target: TreeFiles,
-    refresh: set[str],
+    written: list[str],
+    verified: dict[str, os.stat_result],
 ) -> None:
-    """Index = target tree; entries for ``refresh`` carry fresh stat data.
+    """Index = target tree; written and verified entries carry fresh stat data.
 
     libgit2's read_tree keeps the cached stat data of every entry whose path, mode and id are
-    unchanged, so untouched files keep theirs and nothing needs rehashing next time.
+    unchanged, so untouched files keep theirs and nothing needs rehashing next time.  A
+    verified file gets the stat data it had when it was hashed; a written one, its new data.
     """
     index = repo.index
     index.read_tree(target_tree)
     prefix = root.rstrip("/") + "/"
-    for path in refresh:
+    refresh: dict[str, os.stat_result | None] = dict(verified)
+    for path in written:
+        try:
+            refresh[path] = os.lstat(prefix + path)
+        except OSError:
+            refresh[path] = None
+    for path, lst in refresh.items():
         mode, oid = target[path]
         if mode == MODE_GITLINK:
             continue
-        try:
-            lst = os.lstat(prefix + path)
-        except OSError:
-            lst = None
         # read_tree gave every path its entry with the target's mode and id: only the stat data
         # needs refreshing (an entry with no file gets zeros, so git re-checks it).
         if lst is None or not set_stat(index, path, mode, lst):

@@ -290,17 +290,45 @@ def set_stat(index: pygit2.Index, path: str, mode: int, lst: os.stat_result) -> 
     centry = C.git_index_get_bypath(index._index, os.fsencode(path), 0)
     if centry == ffi.NULL:
         return False
-    centry.mode = mode
-    centry.ctime.seconds = int(lst.st_ctime) & 0x7FFFFFFF
-    centry.ctime.nanoseconds = lst.st_ctime_ns % 1_000_000_000
-    centry.mtime.seconds = int(lst.st_mtime) & 0x7FFFFFFF
-    centry.mtime.nanoseconds = lst.st_mtime_ns % 1_000_000_000
-    centry.dev = lst.st_dev & _U32
-    centry.ino = lst.st_ino & _U32
-    centry.uid = lst.st_uid & _U32
-    centry.gid = lst.st_gid & _U32
-    centry.file_size = lst.st_size & _U32
+    # ctime, mtime, dev, ino, mode, uid, gid, file_size lead the struct: one copy, not ten
+    # attribute stores (the layout is checked once, below; otherwise field by field)
+    fields = (
+        int(lst.st_ctime) & 0x7FFFFFFF,
+        lst.st_ctime_ns % _NS,
+        int(lst.st_mtime) & 0x7FFFFFFF,
+        lst.st_mtime_ns % _NS,
+        lst.st_dev & _U32,
+        lst.st_ino & _U32,
+        mode,
+        lst.st_uid & _U32,
+        lst.st_gid & _U32,
+        lst.st_size & _U32,
+    )
+    if _STAT_HEAD is not None:
+        ffi.memmove(centry, _STAT_HEAD.pack(*fields), _STAT_HEAD.size)
+        return True
+    centry.ctime.seconds, centry.ctime.nanoseconds = fields[0], fields[1]
+    centry.mtime.seconds, centry.mtime.nanoseconds = fields[2], fields[3]
+    centry.dev, centry.ino, centry.mode = fields[4], fields[5], fields[6]
+    centry.uid, centry.gid, centry.file_size = fields[7], fields[8], fields[9]
     return True
+
+
+def _stat_head() -> struct.Struct | None:
+    """The leading stat fields of libgit2's git_index_entry as a native struct, if its layout
+    is the one this packs (it has been since libgit2 0.x)."""
+    head = struct.Struct("=iIiIIIIIII")
+    expected = {"ctime": 0, "mtime": 8, "dev": 16, "ino": 20, "mode": 24, "file_size": 36}
+    try:
+        layout_ok = ffi.sizeof("git_index_time") == 8 and all(
+            ffi.offsetof("git_index_entry", name) == at for name, at in expected.items()
+        )
+    except (ffi.error, KeyError, TypeError):
+        return None
+    return head if layout_ok else None
+
+
+_STAT_HEAD = _stat_head()
 
 
 def add_with_stat(

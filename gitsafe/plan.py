@@ -84,7 +84,9 @@ class WorkTreeChanges:
     vanished: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)  # non-directories in the way of writes
     clean: list[tuple[str, bool]] = field(default_factory=list)  # (path, is_dir) to remove
-    verified: set[str] = field(default_factory=set)  # hashed and equal to the target: re-stat
+    # hashed and equal to the target, with the lstat taken before hashing: the index gets that
+    # stat data (a change after it was hashed then shows as stale stat, never as "unchanged")
+    verified: dict[str, os.stat_result] = field(default_factory=dict)
     index_current: bool = False  # the index already equals the target, stage 0 only
 
 
@@ -472,7 +474,7 @@ class _Analysis:
                 ):
                     try:
                         if pygit2.hashfile(prefix + path).raw == oid:
-                            verified.add(path)
+                            verified[path] = lst
                             continue
                     except (OSError, pygit2.GitError):
                         pass
@@ -522,8 +524,8 @@ class _Analysis:
                         ch.overwrite.append(Item(path, self._overwrite_reason(path, kind)))
                     elif kind == "dir" and t[0] != MODE_GITLINK:
                         ch.overwrite.append(Item(path + "/", "directory replaced by a file"))
-                elif path in self.hashed:
-                    ch.verified.add(path)
+                elif path in self.hashed and lst is not None:
+                    ch.verified[path] = lst
                 blocker = self.view.first_non_dir_ancestor(path)
                 if blocker is not None and blocker not in blockers:
                     blockers.add(blocker)
