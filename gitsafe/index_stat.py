@@ -109,9 +109,10 @@ _EXTENDED = 0x4000  # in flags: a second flags word follows (index v3+)
 _INTENT_TO_ADD = 1 << 13  # in flags_extended
 _ASSUME_VALID = 0x8000  # in flags: git update-index --assume-unchanged
 
-# (mode, raw object id, stat, fast key): the fast key is the stat data in the shape os.lstat
-# gives it, so the common "unchanged" case is one tuple comparison (see IndexSnapshot.fast_key).
-RawEntry = tuple[int, bytes, tuple[int, int, int, int, int, int, int, int, int], tuple[int, ...]]
+# (mode, raw object id, key): the key is the stat data in the shape os.lstat gives it (mtime
+# and ctime in ns, inode, size, uid, gid), so the common "unchanged" case is one tuple
+# comparison; st_dev is not kept (git ignores it by default, and so does gitsafe).
+RawEntry = tuple[int, bytes, tuple[int, int, int, int, int, int]]
 
 
 class Entries(Mapping[str, Entry]):
@@ -124,7 +125,8 @@ class Entries(Mapping[str, Entry]):
     def __getitem__(self, path: str) -> Entry:
         entry = self._built.get(path)
         if entry is None:
-            mode, oid, stat, _key = self.raw[path]
+            mode, oid, (mtime, ctime, ino, size, uid, gid) = self.raw[path]
+            stat = (ctime // _NS, ctime % _NS, mtime // _NS, mtime % _NS, 0, ino, uid, gid, size)
             entry = self._built[path] = Entry(path, mode, pygit2.Oid(raw=oid), 0, stat)
         return entry
 
@@ -190,7 +192,6 @@ def _parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bo
                 name = data[pos:end]
                 pos = start + ((end - start + 8) & ~7)
             path = decode(name, encoding, "surrogateescape")
-            stat = (c_sec, c_nsec, m_sec, m_nsec, dev, ino, uid, gid, size)
             if flags & _ASSUME_VALID:
                 marked = True
             if extended:
@@ -200,10 +201,11 @@ def _parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bo
                     marked = True
             if flags & _STAGE_MASK:
                 stage = (flags & _STAGE_MASK) >> _STAGE_SHIFT
+                stat = (c_sec, c_nsec, m_sec, m_nsec, dev, ino, uid, gid, size)
                 staged.append(Entry(path, mode, pygit2.Oid(raw=oid), stage, stat))
             else:
                 key = (m_sec * _NS + m_nsec, c_sec * _NS + c_nsec, ino, size, uid, gid)
-                entries[path] = (mode, oid, stat, key)
+                entries[path] = (mode, oid, key)
     except (struct.error, ValueError, IndexError):
         return None
     return entries, staged, skip_worktree, marked
@@ -251,7 +253,7 @@ def _read_through_libgit2(
         else:
             c_sec, c_nsec, m_sec, m_nsec, _dev, ino, uid, gid, size = e.stat
             key = (m_sec * _NS + m_nsec, c_sec * _NS + c_nsec, ino, size, uid, gid)
-            entries[e.path] = (e.mode, e.oid.raw, e.stat, key)
+            entries[e.path] = (e.mode, e.oid.raw, key)
     return entries, staged, skip_worktree, marked
 
 

@@ -433,7 +433,7 @@ class _Analysis:
         lstat = os.lstat
         hash_unchanged = not self.may_filter  # the second chance below; see plain_hash
         verified = self.changes.verified
-        for path, (mode, oid, _stat, key) in self.index.entries.raw.items():
+        for path, (mode, oid, key) in self.index.entries.raw.items():
             if path in near or mode == MODE_GITLINK:
                 rest.add(path)
                 continue
