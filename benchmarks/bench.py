@@ -32,7 +32,7 @@ overhead (two small execs, ~2 ms) is in both columns.
 
 Usage::
 
-    /tmp/venv/bin/python benchmarks/bench.py --sizes 10000,50000 --repeat 5 --out results.md
+    .venv/bin/python benchmarks/bench.py --sizes 10000,50000 --repeat 5 --out results.md
 
 Run it with the Python that has gitsafe installed (pygit2/libgit2 versions are read from it).
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Profile one gitsafe run per scenario on a bench.py deploy base; text output per scenario.
 
-    /tmp/venv/bin/python benchmarks/profile_gitsafe.py --size 50000 --out benchmarks/profiles
+    .venv/bin/python benchmarks/profile_gitsafe.py --size 50000 --out benchmarks/profiles
 
 For each scenario (heal, noop, doctor) a fresh copy of the prepared state is made (as in
 bench.py), then gitsafe runs in-process under pyinstrument (``<scenario>-n<N>.pyinstrument.txt``)
@@ -23,6 +23,21 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench
+
+
+def _portable(text: str) -> str:
+    """Profiles name files relative to the source tree and the interpreter's lib directories,
+    not by this machine's absolute paths."""
+    import sysconfig
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + "/"
+    for prefix, short in (
+        (sysconfig.get_paths()["purelib"] + "/", "site-packages/"),
+        (sysconfig.get_paths()["stdlib"] + "/", "stdlib/"),
+        (root, ""),
+    ):
+        text = text.replace(prefix, short)
+    return text
 
 
 def run_cli(argv: list[str]) -> int:
@@ -97,7 +112,7 @@ def main() -> int:
                         f"# gitsafe {' '.join(argv_for(scenario, '<copy>'))}: exit {code}, "
                         f"{wall:.3f} s wall (in-process, profiler on)\n"
                     )
-                    f.write(prof.output_text(unicode=True, color=False, show_all=False))
+                    f.write(_portable(prof.output_text(unicode=True, color=False, show_all=False)))
                 shutil.rmtree(repo, ignore_errors=True)
             # cProfile
             repo = os.path.join(scratch, f"{scenario}-cprof")
@@ -117,7 +132,7 @@ def main() -> int:
             stats.sort_stats("tottime").print_stats(35)
             stats.sort_stats("cumulative").print_stats(45)
             with open(stem + ".cprofile.txt", "w") as f:
-                f.write(buf.getvalue())
+                f.write(_portable(buf.getvalue()))
             shutil.rmtree(repo, ignore_errors=True)
             print(f"{scenario}: {stem}.*", flush=True)
     finally:
