@@ -17,7 +17,14 @@ import pygit2
 
 from gitsafe.errors import GitsafeError
 from gitsafe.filters import smudge
-from gitsafe.index_stat import MODE_EXEC, MODE_GITLINK, MODE_LINK, add_with_stat, set_stat
+from gitsafe.index_stat import (
+    MODE_EXEC,
+    MODE_GITLINK,
+    MODE_LINK,
+    add_with_stat,
+    pack_stat,
+    set_stat,
+)
 from gitsafe.plan import TreeFiles, WorkTreeChanges
 from gitsafe.repository import state_path
 from gitsafe.safetree import NotInTree, SafeTree
@@ -103,7 +110,7 @@ def write_index(
     target_tree: pygit2.Tree,
     target: TreeFiles,
     written: list[str],
-    verified: dict[str, os.stat_result],
+    verified: dict[str, bytes],
 ) -> None:
     """Index = target tree; written and verified entries carry fresh stat data.
 
@@ -114,20 +121,20 @@ def write_index(
     index = repo.index
     index.read_tree(target_tree)
     prefix = root.rstrip("/") + "/"
-    refresh: dict[str, os.stat_result | None] = dict(verified)
+    refresh: dict[str, bytes | None] = dict(verified)
     for path in written:
         try:
-            refresh[path] = os.lstat(prefix + path)
+            refresh[path] = pack_stat(os.lstat(prefix + path), target[path][0])
         except OSError:
             refresh[path] = None
-    for path, lst in refresh.items():
+    for path, packed in refresh.items():
         mode, oid = target[path]
         if mode == MODE_GITLINK:
             continue
         # read_tree gave every path its entry with the target's mode and id: only the stat data
         # needs refreshing (an entry with no file gets zeros, so git re-checks it).
-        if lst is None or not set_stat(index, path, mode, lst):
-            add_with_stat(index, path, mode, oid, lst)
+        if packed is None or not set_stat(index, path, packed):
+            add_with_stat(index, path, mode, oid, packed)
     index.write()
 
 

@@ -15,6 +15,7 @@ import struct
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pygit2
 from pygit2.ffi import C, ffi
@@ -281,20 +282,15 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     return IndexSnapshot(Entries(raw), conflicted, mtime_ns, skip_worktree, marked)
 
 
-def set_stat(index: pygit2.Index, path: str, mode: int, lst: os.stat_result) -> bool:
-    """Give ``path``'s stage-0 entry ``mode`` and ``lst`` as its cached stat data, in place
-    (False: no such entry).
+# The stat data an index entry caches, packed as the leading fields of libgit2's
+# git_index_entry (ctime, mtime, dev, ino, mode, uid, gid, file_size): 40 bytes a path, where an
+# os.stat_result kept for the index write costs about a kilobyte.
+_PACKED = struct.Struct("=iIiIIIIIII")
 
-    Much cheaper than re-adding the entry: after a build or a restore touched every file, a
-    pull refreshes them all, as git's refresh does.  The mode is set too because libgit2's
-    read_tree keeps an old tree's non-canonical modes (100664) where git writes 100644.
-    """
-    centry = C.git_index_get_bypath(index._index, os.fsencode(path), 0)
-    if centry == ffi.NULL:
-        return False
-    # ctime, mtime, dev, ino, mode, uid, gid, file_size lead the struct: one copy, not ten
-    # attribute stores (the layout is checked once, below; otherwise field by field)
-    fields = (
+
+def pack_stat(lst: os.stat_result, mode: int) -> bytes:
+    """``lst`` as the entry for a file of git mode ``mode`` will cache it."""
+    return _PACKED.pack(
         int(lst.st_ctime) & 0x7FFFFFFF,
         lst.st_ctime_ns % _NS,
         int(lst.st_mtime) & 0x7FFFFFFF,
@@ -306,52 +302,61 @@ def set_stat(index: pygit2.Index, path: str, mode: int, lst: os.stat_result) -> 
         lst.st_gid & _U32,
         lst.st_size & _U32,
     )
-    if _STAT_HEAD is not None:
-        ffi.memmove(centry, _STAT_HEAD.pack(*fields), _STAT_HEAD.size)
-        return True
+
+
+def _store(centry: Any, packed: bytes) -> None:
+    if _LAYOUT_OK:
+        ffi.memmove(centry, packed, _PACKED.size)  # one copy, not ten attribute stores
+        return
+    fields = _PACKED.unpack(packed)
     centry.ctime.seconds, centry.ctime.nanoseconds = fields[0], fields[1]
     centry.mtime.seconds, centry.mtime.nanoseconds = fields[2], fields[3]
     centry.dev, centry.ino, centry.mode = fields[4], fields[5], fields[6]
     centry.uid, centry.gid, centry.file_size = fields[7], fields[8], fields[9]
+
+
+def set_stat(index: pygit2.Index, path: str, packed: bytes) -> bool:
+    """Give ``path``'s stage-0 entry the mode and stat data of :func:`pack_stat`, in place
+    (False: no such entry).
+
+    Much cheaper than re-adding the entry: after a build or a restore touched every file, a
+    pull refreshes them all, as git's refresh does.  The mode is set too because libgit2's
+    read_tree keeps an old tree's non-canonical modes (100664) where git writes 100644.
+    """
+    centry = C.git_index_get_bypath(index._index, os.fsencode(path), 0)
+    if centry == ffi.NULL:
+        return False
+    _store(centry, packed)
     return True
 
 
-def _stat_head() -> struct.Struct | None:
-    """The leading stat fields of libgit2's git_index_entry as a native struct, if its layout
-    is the one this packs (it has been since libgit2 0.x)."""
-    head = struct.Struct("=iIiIIIIIII")
+def _layout_ok() -> bool:
+    """Is libgit2's git_index_entry laid out as :data:`_PACKED` packs (it has been since
+    libgit2 0.x)?  Otherwise the fields are stored one by one."""
     expected = {"ctime": 0, "mtime": 8, "dev": 16, "ino": 20, "mode": 24, "file_size": 36}
     try:
-        layout_ok = ffi.sizeof("git_index_time") == 8 and all(
+        return ffi.sizeof("git_index_time") == 8 and all(
             ffi.offsetof("git_index_entry", name) == at for name, at in expected.items()
         )
     except (ffi.error, KeyError, TypeError):
-        return None
-    return head if layout_ok else None
+        return False
 
 
-_STAT_HEAD = _stat_head()
+_LAYOUT_OK = _layout_ok()
 
 
 def add_with_stat(
-    index: pygit2.Index, path: str, mode: int, oid: pygit2.Oid, lst: os.stat_result | None
+    index: pygit2.Index, path: str, mode: int, oid: pygit2.Oid, packed: bytes | None
 ) -> None:
-    """Add a stage-0 entry carrying ``lst`` as its cached stat data (zeros when None)."""
+    """Add a stage-0 entry with ``mode`` and ``packed`` (:func:`pack_stat`) as its cached stat
+    data (zeros when None)."""
     centry = ffi.new("git_index_entry *")
     cpath = ffi.new("char[]", os.fsencode(path))
     centry.path = cpath
+    if packed is not None:
+        _store(centry, packed)
     centry.mode = mode
     ffi.memmove(centry.id.id, oid.raw, 20)
-    if lst is not None:
-        centry.ctime.seconds = int(lst.st_ctime) & 0x7FFFFFFF
-        centry.ctime.nanoseconds = lst.st_ctime_ns % 1_000_000_000
-        centry.mtime.seconds = int(lst.st_mtime) & 0x7FFFFFFF
-        centry.mtime.nanoseconds = lst.st_mtime_ns % 1_000_000_000
-        centry.dev = lst.st_dev & _U32
-        centry.ino = lst.st_ino & _U32
-        centry.uid = lst.st_uid & _U32
-        centry.gid = lst.st_gid & _U32
-        centry.file_size = lst.st_size & _U32
     err = C.git_index_add(index._index, centry)
     if err < 0:
         raise pygit2.GitError(f"cannot add {path!r} to the index (libgit2 error {err})")

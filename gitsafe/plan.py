@@ -26,6 +26,7 @@ from gitsafe.index_stat import (
     MODE_GITLINK,
     MODE_LINK,
     IndexSnapshot,
+    pack_stat,
     worktree_mode,
 )
 from gitsafe.worktree import TreeView, is_nested_repository
@@ -84,9 +85,9 @@ class WorkTreeChanges:
     vanished: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)  # non-directories in the way of writes
     clean: list[tuple[str, bool]] = field(default_factory=list)  # (path, is_dir) to remove
-    # hashed and equal to the target, with the lstat taken before hashing: the index gets that
-    # stat data (a change after it was hashed then shows as stale stat, never as "unchanged")
-    verified: dict[str, os.stat_result] = field(default_factory=dict)
+    # hashed and equal to the target, with the stat data (pack_stat) taken before hashing: the
+    # index gets that (a change after it was hashed then shows as stale stat, not "unchanged")
+    verified: dict[str, bytes] = field(default_factory=dict)
     index_current: bool = False  # the index already equals the target, stage 0 only
 
 
@@ -474,7 +475,7 @@ class _Analysis:
                 ):
                     try:
                         if pygit2.hashfile(prefix + path).raw == oid:
-                            verified[path] = lst
+                            verified[path] = pack_stat(lst, mode)
                             continue
                     except (OSError, pygit2.GitError):
                         pass
@@ -525,7 +526,7 @@ class _Analysis:
                     elif kind == "dir" and t[0] != MODE_GITLINK:
                         ch.overwrite.append(Item(path + "/", "directory replaced by a file"))
                 elif path in self.hashed and lst is not None:
-                    ch.verified[path] = lst
+                    ch.verified[path] = pack_stat(lst, t[0])
                 blocker = self.view.first_non_dir_ancestor(path)
                 if blocker is not None and blocker not in blockers:
                     blockers.add(blocker)

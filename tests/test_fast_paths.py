@@ -184,7 +184,9 @@ def test_a_racily_clean_entry_is_hashed_not_trusted(origin: Origin, deploy: Path
     target.write_text("DEBUG = Frue\n")  # same size, new content
     lst = os.lstat(target)
     index = repo.index
-    index_stat.add_with_stat(index, "src/config.py", 0o100644, old_id, lst)
+    index_stat.add_with_stat(
+        index, "src/config.py", 0o100644, old_id, index_stat.pack_stat(lst, 0o100644)
+    )
     index.write()
     index_file = os.path.join(repo.path, "index")
     os.utime(index_file, ns=(lst.st_mtime_ns, lst.st_mtime_ns))
