@@ -25,6 +25,7 @@ from gitsafe.index_stat import (
     MODE_FILE,
     MODE_GITLINK,
     MODE_LINK,
+    Entry,
     IndexSnapshot,
     pack_stat,
     worktree_mode,
@@ -185,6 +186,11 @@ def tree_dirs(files: Iterable[str]) -> set[str]:
             dirs.add(parent)
             parent = parent.rpartition("/")[0]
     return dirs
+
+
+def _spec(entry: Entry | None) -> tuple[int, pygit2.Oid] | None:
+    """An index entry as a tree file (mode, id)."""
+    return (entry.mode, entry.oid) if entry is not None else None
 
 
 def _kind(lst: os.stat_result | None) -> str:
@@ -372,8 +378,7 @@ class _Analysis:
                     if p.rpartition("/")[2] == ".gitattributes"
                 }
             ):
-                entry = index.entries.get(path)
-                spec = (entry.mode, entry.oid) if entry is not None else None
+                spec = _spec(index.entries.get(path))
                 if (
                     path in index.conflicted
                     or spec is None
@@ -500,7 +505,7 @@ class _Analysis:
             reasons = []
             if path in index.conflicted:
                 reasons.append("unmerged")
-            i_spec = (entry.mode, entry.oid) if entry is not None else None
+            i_spec = _spec(entry)
             if i_spec != h and path not in index.conflicted:
                 reasons.append("staged")
             if entry is not None and entry.mode != MODE_GITLINK:
@@ -541,17 +546,11 @@ class _Analysis:
                 elif kind == "missing" and self.view.is_dir(path.rpartition("/")[0]):
                     ch.vanished.append(path)
         ch.blockers = sorted(blockers)
-        if self.near is not None:
-            ch.index_current = not index.conflicted and not any(
-                self.target.get(p) != ((e := index.entries.get(p)) and (e.mode, e.oid))
-                for p in self.near
-            )
-        else:
-            ch.index_current = (
-                not index.conflicted
-                and len(index.entries) == len(self.target)
-                and all((e.mode, e.oid) == self.target.get(p) for p, e in index.entries.items())
-            )
+        # Outside ``near`` the index equals the target by construction.
+        candidates = set(index.entries) | set(self.target) if self.near is None else self.near
+        ch.index_current = not index.conflicted and all(
+            _spec(index.entries.get(p)) == self.target.get(p) for p in candidates
+        )
         self._reset_removed_dirs()
 
     def _overwrite_reason(self, path: str, kind: str) -> str:
