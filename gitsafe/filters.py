@@ -7,6 +7,7 @@ a filtered blob, so the conversion goes through libgit2's C call directly and ke
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import pygit2
 from pygit2.enums import FilterMode
@@ -25,3 +26,12 @@ def smudge(repo: pygit2.Repository, path: str, data: bytes) -> bytes | None:
         return bytes(ffi.buffer(buf.ptr, buf.size))
     finally:
         C.git_buf_dispose(buf)
+
+
+def attribute_paths(paths: Iterable[str]) -> list[str]:
+    """The ``.gitattributes`` files among ``paths`` (one cheap pass over the names)."""
+    return [
+        p
+        for p in paths
+        if p.endswith(".gitattributes") and (p == ".gitattributes" or p.endswith("/.gitattributes"))
+    ]

@@ -19,7 +19,7 @@ import pygit2
 from pygit2.enums import DeltaStatus
 
 from gitsafe import ignore
-from gitsafe.filters import smudge
+from gitsafe.filters import attribute_paths, smudge
 from gitsafe.index_stat import (
     MODE_EXEC,
     MODE_FILE,
@@ -254,9 +254,8 @@ class _Analysis:
         if self.may_filter:
             return False
         if self._tracked_attributes is None:
-            self._tracked_attributes = any(
-                p.rpartition("/")[2] == ".gitattributes"
-                for p in (*self.index.entries, *self.index.conflicted)
+            self._tracked_attributes = bool(
+                attribute_paths(self.index.entries) or attribute_paths(self.index.conflicted)
             )
         if self._tracked_attributes:
             return False
@@ -371,13 +370,8 @@ class _Analysis:
         if self._moving is None:
             self._moving = False
             index = self.index
-            for path in sorted(
-                {
-                    p
-                    for p in (*index.entries, *self.target, *index.conflicted)
-                    if p.rpartition("/")[2] == ".gitattributes"
-                }
-            ):
+            tracked = (index.entries, self.target, index.conflicted)
+            for path in sorted({p for paths in tracked for p in attribute_paths(paths)}):
                 spec = _spec(index.entries.get(path))
                 if (
                     path in index.conflicted

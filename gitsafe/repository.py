@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pygit2
 
 from gitsafe.errors import NotARepository, Refused, UsageError
+from gitsafe.filters import attribute_paths
 from gitsafe.index_stat import MODE_GITLINK, MODE_LINK
 
 # Leftover operation state git leaves in the git directory (relative names).  ``git reset --hard``
@@ -166,14 +167,9 @@ def _attribute_refusals(
 
 
 def attribute_files(files: dict[str, tuple[int, pygit2.Oid]]) -> list[str]:
-    """The regular ``.gitattributes`` files among ``files`` (one cheap pass over the names)."""
-    return [
-        p
-        for p in files
-        if p.endswith(".gitattributes")
-        and (p == ".gitattributes" or p.endswith("/.gitattributes"))
-        and files[p][0] not in (MODE_LINK, MODE_GITLINK)
-    ]
+    """The regular ``.gitattributes`` files among ``files`` (git never follows a symlinked
+    one)."""
+    return [p for p in attribute_paths(files) if files[p][0] not in (MODE_LINK, MODE_GITLINK)]
 
 
 def _first(items: list[str], n: int = 5) -> str:
