@@ -328,15 +328,8 @@ def check_report_path(path: str) -> None:
         raise UsageError(f"report path {path}: directory {parent} does not exist")
     if os.path.isdir(full):
         raise UsageError(f"report path {path} is a directory")
-    if not os.access(parent, os.W_OK | os.X_OK) or _read_only_mount(parent):
+    if not os.access(parent, os.W_OK | os.X_OK) or execute.read_only_mount(parent):
         raise UsageError(f"report path {path}: directory {parent} is not writable")
-
-
-def _read_only_mount(directory: str) -> bool:
-    try:
-        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
 
 
 def _check_types(path: object, remote: object, branch: object, exclude: object) -> list[str]:

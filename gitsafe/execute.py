@@ -231,7 +231,7 @@ def preflight(root: str, changes: WorkTreeChanges) -> list[str]:
             if os.path.isdir(full) and not os.path.islink(full):
                 writable[directory] = (
                     os.access(full, os.W_OK | os.X_OK)
-                    and not _read_only(full)
+                    and not read_only_mount(full)
                     and not _locked_by_attribute(full)
                 )
             else:  # created by the pull: decided by the nearest existing parent
@@ -263,7 +263,7 @@ def preflight(root: str, changes: WorkTreeChanges) -> list[str]:
     return blocked
 
 
-def _read_only(directory: str) -> bool:
+def read_only_mount(directory: str) -> bool:
     try:
         return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
     except OSError:
