@@ -74,6 +74,9 @@ def http_backend() -> str | None:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started in its own session, with the children it forked per connection."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, 15)
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -116,9 +119,6 @@ class GitDaemon:
 
     def stop(self) -> None:
         if self.proc is not None:
-            # git daemon forks a child per connection: stop the whole process group.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, 15)
             _stop(self.proc)
 
     def __enter__(self) -> GitDaemon:
@@ -436,8 +436,6 @@ class Sshd:
 
     def stop(self) -> None:
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, 15)
             _stop(self.proc)
 
     def __enter__(self) -> Sshd:
