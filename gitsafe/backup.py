@@ -14,6 +14,7 @@ import os
 import shutil
 import stat as st
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,7 +167,7 @@ def create(
     gitdir: str,
     changes: WorkTreeChanges,
     index: IndexSnapshot,
-    head_files: dict[str, tuple[int, pygit2.Oid]],
+    head_files: Mapping[str, tuple[int, pygit2.Oid]],
     state: list[str],
     parents: list[pygit2.Oid],
     branch: str | None,

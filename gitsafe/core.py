@@ -28,7 +28,7 @@ from gitsafe.plan import (
     WorkTreeChanges,
     files_near_index,
     flatten_tree,
-    index_files,
+    gitlink_paths,
     plan_worktree,
 )
 from gitsafe.remote import Source, choose, current_branch, fetch, fetch_options, tracking_tip
@@ -187,13 +187,16 @@ def _build_plan(
     if index.conflicted or index.marked:
         target_files, head_files = flatten_tree(target_tree), flatten_tree(head_tree)
     else:
-        base = index_files(index)
-        gitlinks = [p for p, (mode, _) in base.items() if mode == MODE_GITLINK]
-        target_files, target_changed = files_near_index(repo.index, base, target_tree, gitlinks)
+        gitlinks = gitlink_paths(index)
+        target_files, target_changed = files_near_index(
+            repo.index, index.entries, target_tree, gitlinks
+        )
         if head_tree is not None and head_tree.id == target_tree.id:
             head_files, head_changed = target_files, target_changed
         else:
-            head_files, head_changed = files_near_index(repo.index, base, head_tree, gitlinks)
+            head_files, head_changed = files_near_index(
+                repo.index, index.entries, head_tree, gitlinks
+            )
         near = target_changed | head_changed
     reasons = refusals(co, target_files, target)
     elsewhere = checked_out_elsewhere(co, source.branch)

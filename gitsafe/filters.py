@@ -29,7 +29,14 @@ def smudge(repo: pygit2.Repository, path: str, data: bytes) -> bytes | None:
 
 
 def attribute_paths(paths: Iterable[str]) -> list[str]:
-    """The ``.gitattributes`` files among ``paths`` (one cheap pass over the names)."""
+    """The ``.gitattributes`` files among ``paths`` (one cheap pass over the names).
+
+    A collection that already knows its own (the index's entries, a tree laid over them)
+    answers through its ``attribute_paths()`` method, without a pass over every name.
+    """
+    known = getattr(paths, "attribute_paths", None)
+    if known is not None:
+        return list(known())
     return [
         p
         for p in paths

@@ -20,6 +20,8 @@ from typing import Any
 import pygit2
 from pygit2.ffi import C, ffi
 
+from gitsafe import accel
+
 MODE_FILE = 0o100644
 MODE_EXEC = 0o100755
 MODE_LINK = 0o120000
@@ -122,6 +124,15 @@ class Entries(Mapping[str, Entry]):
     def __init__(self, raw: dict[str, RawEntry]) -> None:
         self.raw = raw
         self._built: dict[str, Entry] = {}
+        self._attributes: list[str] | None = None
+
+    def attribute_paths(self) -> list[str]:
+        """The ``.gitattributes`` entries, found once (several checks ask)."""
+        if self._attributes is None:
+            from gitsafe.filters import attribute_paths
+
+            self._attributes = attribute_paths(self.raw)
+        return self._attributes
 
     def __getitem__(self, path: str) -> Entry:
         entry = self._built.get(path)
@@ -184,6 +195,8 @@ def _parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bo
                 pos += 2
             if version == 4:
                 strip, pos = _varint(data, pos)
+                if strip > len(previous):
+                    return None  # libgit2 refuses such a file too
                 end = data.index(b"\0", pos)
                 name = previous[: len(previous) - strip] + data[pos:end]
                 pos = end + 1
@@ -210,6 +223,22 @@ def _parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bo
     except (struct.error, ValueError, IndexError):
         return None
     return entries, staged, skip_worktree, marked
+
+
+def _parse_native(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bool] | None:
+    """:func:`_parse`, by the C extension (same answers, a tenth of the time)."""
+    assert accel.native is not None
+    parsed = accel.native.parse_index(data)
+    if parsed is None:
+        return None
+    entries, staged, skip_worktree, marked = parsed
+    conflicts = [Entry(p, mode, pygit2.Oid(raw=oid), stage, s) for p, mode, oid, stage, s in staged]
+    return entries, conflicts, skip_worktree, marked
+
+
+def parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bool] | None:
+    """The index file's entries (:func:`_parse`), in C when the extension is built."""
+    return _parse_native(data) if accel.native is not None else _parse(data)
 
 
 def _entry_from_c(centry: object) -> Entry:
@@ -272,7 +301,7 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
     index.read(force=False)
     handle = index._index
-    parsed = _parse(data) if data is not None else None
+    parsed = parse(data) if data is not None else None
     if parsed is None or len(parsed[0]) + len(parsed[1]) != C.git_index_entrycount(handle):
         parsed = _read_through_libgit2(handle)
     raw, staged, skip_worktree, marked = parsed

@@ -9,22 +9,24 @@ ignore rules in force after the reset (the target's ``.gitignore`` files, not th
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat as st
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pygit2
 from pygit2.enums import DeltaStatus
 
-from gitsafe import ignore
+from gitsafe import accel, ignore
 from gitsafe.filters import attribute_paths, smudge
 from gitsafe.index_stat import (
     MODE_EXEC,
     MODE_FILE,
     MODE_GITLINK,
     MODE_LINK,
+    Entries,
     Entry,
     IndexSnapshot,
     pack_stat,
@@ -32,7 +34,8 @@ from gitsafe.index_stat import (
 )
 from gitsafe.worktree import TreeView, is_nested_repository
 
-TreeFiles = dict[str, tuple[int, pygit2.Oid]]
+Spec = tuple[int, pygit2.Oid]  # a tree file: mode and blob (or commit) id
+TreeFiles = Mapping[str, Spec]
 
 
 @dataclass(frozen=True)
@@ -101,26 +104,100 @@ def flatten_tree(tree: pygit2.Tree | None) -> TreeFiles:
     return {e.path: (_canonical_mode(e.mode), e.id) for e in index}
 
 
+class IndexFiles(Mapping[str, Spec]):
+    """A tree's files as the index's stage-0 entries with the paths where the tree differs
+    overlaid (None: not in the tree).
+
+    A deploy base's trees are its index give or take a few paths; this mapping shares the
+    parsed index instead of copying 50,000 entries into a dict of ``Oid`` objects, and makes an
+    ``Oid`` only for a path someone reads.
+    """
+
+    def __init__(self, entries: Entries, overlay: dict[str, Spec | None]) -> None:
+        self._entries = entries
+        self._raw = raw = entries.raw
+        self._overlay = overlay
+        self._len = len(raw) + sum(
+            (spec is not None) - (path in raw) for path, spec in overlay.items()
+        )
+        self._attributes: list[str] | None = None
+
+    def __getitem__(self, path: str) -> Spec:
+        if path in self._overlay:
+            spec = self._overlay[path]
+            if spec is None:
+                raise KeyError(path)
+            return spec
+        mode, oid, _key = self._raw[path]
+        return mode, pygit2.Oid(raw=oid)
+
+    def get(self, path: str, default: Any = None) -> Any:
+        try:
+            return self[path]
+        except KeyError:
+            return default
+
+    def __contains__(self, path: object) -> bool:
+        if path in self._overlay:
+            return self._overlay[path] is not None
+        return path in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        overlay = self._overlay
+        if not overlay:
+            return iter(self._raw)
+        return itertools.chain(
+            (p for p in self._raw if p not in overlay),
+            (p for p, spec in overlay.items() if spec is not None),
+        )
+
+    def paths(self) -> Container[str]:
+        """Its paths, for membership tests at dict speed (the walk asks for every name)."""
+        if not self._overlay:
+            return self._raw.keys()
+        return frozenset(self)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def attribute_paths(self) -> list[str]:
+        """Its ``.gitattributes`` files, from the index's list and the overlay (see
+        :func:`gitsafe.filters.attribute_paths`)."""
+        if self._attributes is None:
+            overlay = self._overlay
+            known = [p for p in self._entries.attribute_paths() if p not in overlay]
+            extra = [p for p in attribute_paths(overlay) if overlay[p] is not None]
+            self._attributes = sorted(known + extra)
+        return self._attributes
+
+
 def index_files(index: IndexSnapshot) -> TreeFiles:
     """The stage-0 entries as tree files."""
-    return {path: (raw[0], pygit2.Oid(raw=raw[1])) for path, raw in index.entries.raw.items()}
+    return IndexFiles(index.entries, {})
+
+
+def gitlink_paths(index: IndexSnapshot) -> list[str]:
+    """The submodule entries of the index."""
+    return [p for p, (mode, _oid, _key) in index.entries.raw.items() if mode == MODE_GITLINK]
 
 
 def files_near_index(
-    repo_index: pygit2.Index, base: TreeFiles, tree: pygit2.Tree | None, gitlinks: Iterable[str]
+    repo_index: pygit2.Index,
+    entries: Entries,
+    tree: pygit2.Tree | None,
+    gitlinks: Iterable[str],
 ) -> tuple[TreeFiles, set[str]]:
     """Every file of ``tree`` and the paths where it differs from the index.
 
     Flattening a 50,000-file tree entry by entry costs about a second of Python; a deploy base's
     trees are almost always the index give or take a few paths, and libgit2's tree-to-index diff
-    finds those in C.  ``base`` is :func:`index_files`, ``gitlinks`` its submodule paths; the
-    caller makes sure the index holds no conflicts and no intent-to-add or assume-unchanged
-    entries (libgit2's diff passes over those).
+    finds those in C.  ``entries`` are the index's stage-0 entries, ``gitlinks`` its submodule
+    paths; the caller makes sure the index holds no conflicts and no intent-to-add or
+    assume-unchanged entries (libgit2's diff passes over those).
     """
     if tree is None:
-        return {}, set(base)
-    files = dict(base)
-    in_tree: TreeFiles = {}
+        return {}, set(entries)
+    in_tree: dict[str, Spec] = {}
     in_index: set[str] = set()
     for delta in repo_index.diff_to_tree(tree).deltas:  # old side: the tree; new: the index
         status = delta.status
@@ -130,21 +207,18 @@ def files_near_index(
         if status != DeltaStatus.DELETED:
             in_index.add(os.fsdecode(delta.new_file.raw_path))
     _validate_paths(in_tree)
-    for path in in_index:
-        files.pop(path, None)
-    files.update(in_tree)
+    overlay: dict[str, Spec | None] = dict.fromkeys(in_index)
+    overlay.update(in_tree)
     changed = in_index | set(in_tree)
     # The submodule entries must be the tree's whatever libgit2's diff makes of submodules (its
     # ignore settings must not hide a moved gitlink from the plan).
+    files = IndexFiles(entries, overlay)
     for path in gitlinks:
         spec = _tree_entry(tree, path)
         if files.get(path) != spec:
             changed.add(path)
-            if spec is None:
-                files.pop(path, None)
-            else:
-                files[path] = spec
-    return files, changed
+            overlay[path] = spec
+    return IndexFiles(entries, overlay), changed
 
 
 def _canonical_mode(mode: int) -> int:
@@ -180,8 +254,7 @@ def _tree_entry(tree: pygit2.Tree, path: str) -> tuple[int, pygit2.Oid] | None:
 
 def tree_dirs(files: Iterable[str]) -> set[str]:
     dirs: set[str] = set()
-    for path in files:
-        parent = path.rpartition("/")[0]
+    for parent in {path.rpartition("/")[0] for path in files}:  # a few per directory
         while parent and parent not in dirs:
             dirs.add(parent)
             parent = parent.rpartition("/")[0]
@@ -229,6 +302,9 @@ class _Analysis:
         self.index = index
         self.head = head
         self.target = target
+        self.target_paths: Container[str] = (
+            target.paths() if isinstance(target, IndexFiles) else target.keys()
+        )
         self.target_dirs = tree_dirs(target)
         self.rules = rules
         self.filemode = filemode
@@ -424,6 +500,8 @@ class _Analysis:
         the whole cost of a no-op pull on a large checkout, hence the flat, precomputed form.
         """
         assert self.near is not None
+        if accel.native is not None:
+            return self._unchanged_elsewhere_native(self.near)
         near = self.near
         rest: set[str] = set()
         prefix = self.view.root.rstrip("/") + "/"
@@ -470,16 +548,40 @@ class _Analysis:
                     hash_unchanged
                     and mode != MODE_LINK
                     and (lst.st_mode & 0o170100) == (mode & 0o170100)
-                    and self.plain_hash(path)
+                    and self._same_bytes(path, oid)
                 ):
-                    try:
-                        if pygit2.hashfile(prefix + path).raw == oid:
-                            verified[path] = pack_stat(lst, mode)
-                            continue
-                    except (OSError, pygit2.GitError):
-                        pass
+                    verified[path] = pack_stat(lst, mode)
+                    continue
                 rest.add(path)
         return rest
+
+    def _unchanged_elsewhere_native(self, near: set[str]) -> set[str]:
+        """:meth:`unchanged_elsewhere` with its stat loop in C (``gitsafe._native``), which
+        answers what the Python loop answers: the entries that need the full analysis, and the
+        touched files of unchanged type and exec bit, whose bytes are compared here."""
+        assert accel.native is not None
+        raw = self.index.entries.raw
+        rest_list, touched = accel.native.stat_pass(
+            raw, near, self.view.root, self.index.mtime_ns, self.filemode, accel.threads()
+        )
+        rest = set(rest_list)
+        hash_unchanged = not self.may_filter
+        verified = self.changes.verified
+        for path, packed in touched:
+            if hash_unchanged and self._same_bytes(path, raw[path][1]):
+                verified[path] = packed
+            else:
+                rest.add(path)
+        return rest
+
+    def _same_bytes(self, path: str, oid: bytes) -> bool:
+        """Does the file hash, as raw bytes, to ``oid``?  Only where :meth:`plain_hash` allows."""
+        if not self.plain_hash(path):
+            return False
+        try:
+            return pygit2.hashfile(os.path.join(self.view.root, path)).raw == oid
+        except (OSError, pygit2.GitError):
+            return False
 
     def analyse_tracked(self) -> None:
         ch = self.changes
@@ -595,11 +697,12 @@ class _Analysis:
         keeps: list[Item] = []
         if d and d in self.reset_rmdirs:
             return False, removals, keeps
+        target_paths = self.target_paths
         for name in self.view.listdir(d):
             path = f"{d}/{name}" if d else name
             if name == ".git":
                 continue  # never listed by git; goes only with its parent
-            if path in self.target:
+            if path in target_paths:
                 continue  # tracked after the reset: never the clean's business
             lst = self.view.lstat(path)
             kind = _kind(lst)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pygit2
@@ -94,7 +95,7 @@ def _config_bool(config: pygit2.Config, name: str) -> bool:
 
 def refusals(
     co: Checkout,
-    target: dict[str, tuple[int, pygit2.Oid]] | None = None,
+    target: Mapping[str, tuple[int, pygit2.Oid]] | None = None,
     target_commit: pygit2.Oid | None = None,
 ) -> list[str]:
     """Reasons libgit2 cannot reproduce git's checkout here; empty when it can."""
@@ -128,7 +129,7 @@ def refusals(
 
 
 def _attribute_refusals(
-    co: Checkout, target: dict[str, tuple[int, pygit2.Oid]], target_commit: pygit2.Oid
+    co: Checkout, target: Mapping[str, tuple[int, pygit2.Oid]], target_commit: pygit2.Oid
 ) -> list[str]:
     """Paths whose checkout needs a filter driver (git-lfs, say) or an encoding conversion."""
     sources: list[bytes] = []
@@ -166,7 +167,7 @@ def _attribute_refusals(
     return reasons
 
 
-def attribute_files(files: dict[str, tuple[int, pygit2.Oid]]) -> list[str]:
+def attribute_files(files: Mapping[str, tuple[int, pygit2.Oid]]) -> list[str]:
     """The regular ``.gitattributes`` files among ``files`` (git never follows a symlinked
     one)."""
     return [p for p in attribute_paths(files) if files[p][0] not in (MODE_LINK, MODE_GITLINK)]
@@ -235,7 +236,7 @@ def filemode(co: Checkout) -> bool:
 _CONVERSION_ATTRIBUTES = (b"text", b"eol", b"crlf", b"ident", b"filter")
 
 
-def may_convert(co: Checkout, target: dict[str, tuple[int, pygit2.Oid]]) -> bool:
+def may_convert(co: Checkout, target: Mapping[str, tuple[int, pygit2.Oid]]) -> bool:
     """Could a checkout conversion (eol, ident, filters) apply to any file here?
 
     False lets the plan skip per-file filter look-ups in the common case of a repository with no

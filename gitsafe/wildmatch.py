@@ -159,8 +159,19 @@ def translate(pat: bytes, pathname: bool) -> str | None:
     return "".join(out)
 
 
+_SPECIAL = re.compile(rb"[*?\[\\]")
+
+
 def compile_pattern(pat: bytes, pathname: bool) -> Matcher:
     """A predicate telling whether a whole text matches ``pat`` under wildmatch rules."""
+    # The common shapes of ignore lines ("build", "*.pyc") as plain byte comparisons, as git's
+    # own fast paths do (PATTERN_FLAG_NODIR, PATTERN_FLAG_ENDSWITH): a directory walk asks
+    # every pattern about every directory.
+    if not _SPECIAL.search(pat):
+        return pat.__eq__
+    if not pathname and pat.startswith(b"*") and not _SPECIAL.search(pat, 1):
+        suffix = pat[1:]
+        return lambda text: text.endswith(suffix)
     regex = translate(pat, pathname)
     if regex is None:
         return lambda _text: False

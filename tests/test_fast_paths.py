@@ -28,7 +28,7 @@ from gitfixtures import (
 import gitsafe
 from gitsafe import index_stat
 from gitsafe.index_stat import MODE_GITLINK
-from gitsafe.plan import files_near_index, flatten_tree, index_files
+from gitsafe.plan import files_near_index, flatten_tree, gitlink_paths, index_files
 
 EMPTY_BLOB = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
 
@@ -145,10 +145,11 @@ def test_tree_files_from_the_index_equal_the_flattened_trees(
     repo = pygit2.Repository(str(deploy))
     snap = index_stat.read_index(repo, os.path.join(repo.path, "index"))
     base = index_files(snap)
-    gitlinks = [p for p, (mode, _) in base.items() if mode == MODE_GITLINK]
+    gitlinks = gitlink_paths(snap)
+    assert gitlinks == [p for p, (mode, _) in base.items() if mode == MODE_GITLINK]
     for rev in (old_head, "origin/main"):
         tree = repo.revparse_single(rev).peel(pygit2.Commit).tree
-        files, changed = files_near_index(repo.index, base, tree, gitlinks)
+        files, changed = files_near_index(repo.index, snap.entries, tree, gitlinks)
         flat = flatten_tree(tree)
         assert files == flat
         assert changed == {p for p in set(flat) | set(base) if flat.get(p) != base.get(p)}
@@ -235,7 +236,7 @@ def test_a_tree_with_old_style_file_modes_heals_like_git(
     repo = pygit2.Repository(str(healed))
     snap = index_stat.read_index(repo, os.path.join(repo.path, "index"))
     target = repo.revparse_single("origin/main").peel(pygit2.Commit).tree
-    files, _ = files_near_index(repo.index, index_files(snap), target, [])
+    files, _ = files_near_index(repo.index, snap.entries, target, [])
     assert files == flatten_tree(target)
     assert files["old-exec.sh"][0] == 0o100755 and files["old-mode.txt"][0] == 0o100644
     assert git(healed, "ls-files", "-s", "old-mode.txt", "old-exec.sh") == git(

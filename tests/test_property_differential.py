@@ -57,6 +57,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 import gitsafe
+from gitsafe import accel
 
 T = TypeVar("T")
 
@@ -1708,8 +1709,17 @@ def _events(plan: dict[str, Any] | None, outcome: str) -> None:
 
 
 @settings(_profile())
-@given(sc=scenarios())
-def test_pull_matches_git_sequence(sc: Scenario, tmp_path_factory: pytest.TempPathFactory) -> None:
+@given(sc=scenarios(), native=st.booleans())
+def test_pull_matches_git_sequence(
+    sc: Scenario, native: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``native`` picks the C scan (gitsafe._native) or its pure-Python reference for the
+    example, so both are held to git (reproduce a False with GITSAFE_NATIVE=0)."""
     base = Path(tempfile.mkdtemp(prefix="ex-", dir=tmp_path_factory.getbasetemp()))
-    run_example(base, sc)
+    built = accel.native
+    accel.native = built if native else None
+    try:
+        run_example(base, sc)
+    finally:
+        accel.native = built
     shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,356 @@
+"""gitsafe._native, the C scan, must answer exactly what its pure-Python reference answers.
+
+The extension does two things: parse the index file (``index_stat._parse``) and run the stat
+pass over every tracked path (``plan._Analysis.unchanged_elsewhere``), the latter in several
+threads.  Both are compared here with the reference on generated repositories and work trees:
+index versions 2-4, conflict stages, skip-worktree, intent-to-add and assume-unchanged entries,
+damaged files, and work trees whose files were touched, edited, chmod-ed, replaced by symlinks
+or directories, or hidden behind a symlinked or non-directory parent.  The property test of the
+whole pull (test_property_differential.py) runs half its examples on each implementation.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pygit2
+import pytest
+from gitfixtures import git, write
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gitsafe import accel, ignore, index_stat
+from gitsafe.plan import _Analysis, index_files
+from gitsafe.worktree import TreeView
+
+native = pytest.mark.skipif(accel.native is None, reason="gitsafe._native is not built here")
+
+
+def _can_compile() -> bool:
+    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")[:1]
+    include = sysconfig.get_paths()["include"]
+    return bool(cc) and shutil.which(cc[0]) is not None and (Path(include) / "Python.h").exists()
+
+
+@pytest.mark.skipif(not _can_compile(), reason="no C compiler or Python.h: pure Python expected")
+def test_the_extension_is_built_and_used_where_a_compiler_exists() -> None:
+    """An install with a compiler that silently fell back to Python would be slow, not wrong;
+    this is what notices it."""
+    import gitsafe._native  # noqa: F401  (raises if the build skipped it)
+
+    if os.environ.get("GITSAFE_NATIVE", "") != "0":
+        assert accel.native is not None
+        assert accel.describe() == "native scan"
+
+
+def test_gitsafe_native_0_selects_the_pure_python_scan(tmp_path: Path) -> None:
+    code = "from gitsafe import accel; print(accel.describe())"
+    env = {**os.environ, "GITSAFE_NATIVE": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "pure-Python scan"
+
+
+# -- the index parser ----------------------------------------------------------------------
+
+
+NAMES = st.sampled_from(["a", "b", "ab", "a.b", "é", "ü-x", "zz", "dir", "d i r", "x" * 90])
+
+
+@st.composite
+def index_repos(draw: st.DrawFn) -> dict[str, object]:
+    paths = draw(
+        st.lists(
+            st.lists(NAMES, min_size=1, max_size=4).map("/".join),
+            min_size=1,
+            max_size=25,
+            unique=True,
+        )
+    )
+    # No path may be a directory of another (git add would refuse the pair).
+    paths = [p for p in paths if not any(q.startswith(p + "/") for q in paths)]
+    return {
+        "paths": paths,
+        "version": draw(st.sampled_from([2, 3, 4])),
+        "skip": draw(st.lists(st.sampled_from(paths), max_size=2)),
+        "assume": draw(st.lists(st.sampled_from(paths), max_size=2)),
+        "ita": draw(st.booleans()),
+        "conflict": draw(st.booleans()),
+        "raw_name": draw(st.booleans()),
+    }
+
+
+def _git_with_input(cwd: Path, *args: str, input: str) -> str:
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, input=input.encode(), capture_output=True, check=True
+    )
+    return proc.stdout.decode()
+
+
+def _build_index(root: Path, spec: dict[str, object]) -> bytes:
+    git(root.parent, "init", "-q", str(root))
+    paths = list(spec["paths"])  # type: ignore[call-overload]
+    for i, p in enumerate(paths):
+        write(root, p, f"{i}\n" * i, mode=0o755 if i % 5 == 4 else None)
+    git(root, "add", "-A")
+    if spec["raw_name"]:
+        # A name that is not UTF-8, as a work tree from another system can hold.
+        blob = _git_with_input(root, "hash-object", "-w", "--stdin", input="raw\n").strip()
+        git(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},raw-\udcff-name")
+    for p in spec["skip"]:  # type: ignore[attr-defined]
+        git(root, "update-index", "--skip-worktree", p)
+    for p in spec["assume"]:  # type: ignore[attr-defined]
+        git(root, "update-index", "--assume-unchanged", p)
+    if spec["ita"]:
+        write(root, "intent-to-add.txt", "later\n")
+        git(root, "add", "-N", "intent-to-add.txt")
+    if spec["conflict"]:
+        blob = _git_with_input(root, "hash-object", "-w", "--stdin", input="stage\n").strip()
+        stages = "".join(f"100644 {blob} {n}\tconflicted\n" for n in (1, 2, 3))
+        _git_with_input(root, "update-index", "--index-info", input=stages)
+    git(root, "update-index", f"--index-version={spec['version']}")
+    return (root / ".git" / "index").read_bytes()
+
+
+@native
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(spec=index_repos(), cut=st.integers(min_value=0), flip=st.integers(min_value=0))
+def test_parse_index_equals_the_python_parser(
+    spec: dict[str, object], cut: int, flip: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("idx") / "r"
+    data = _build_index(root, spec)
+    expected = index_stat._parse(data)
+    assert expected is not None
+    assert index_stat._parse_native(data) == expected
+    # Damaged copies: both parsers give the same entries or both give up (None).
+    truncated = data[: cut % (len(data) + 1)]
+    assert index_stat._parse_native(truncated) == index_stat._parse(truncated)
+    at = flip % len(data)
+    flipped = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+    assert index_stat._parse_native(flipped) == index_stat._parse(flipped)
+
+
+@native
+def test_parse_index_rejects_what_the_python_parser_rejects() -> None:
+    for data in (
+        b"",
+        b"DIRC",
+        b"DIRC\0\0\0\x09\0\0\0\1",  # version 9
+        b"DIRC\0\0\0\2\0\0\0\1" + b"\0" * 30,  # truncated entry
+        b"XIRC\0\0\0\2\0\0\0\0",
+    ):
+        assert index_stat._parse(data) is None
+        assert index_stat._parse_native(data) is None
+    assert index_stat._parse_native(b"DIRC\0\0\0\2\0\0\0\0") == ({}, [], [], False)
+
+
+# -- the stat pass -------------------------------------------------------------------------
+
+# What happens to a tracked file (or its parent directory) after the index was written.
+MUTATIONS = [
+    "none",
+    "none",
+    "none",
+    "touch",  # new mtime, same bytes
+    "edit-same-size",
+    "edit-grow",
+    "chmod",
+    "to-symlink",
+    "to-dir",
+    "delete",
+    "parent-to-symlink",
+    "parent-to-file",
+    "recreate",  # same bytes, new inode
+]
+
+
+@st.composite
+def work_trees(draw: st.DrawFn) -> dict[str, object]:
+    names = st.sampled_from(["a", "b", "ab", "a.b", "bc", "é", "c"])
+    paths = draw(
+        st.lists(
+            st.lists(names, min_size=1, max_size=4).map("/".join),
+            min_size=1,
+            max_size=40,
+            unique=True,
+        )
+    )
+    paths = sorted(p for p in paths if not any(q.startswith(p + "/") for q in paths))
+    return {
+        "paths": paths,
+        "mutations": draw(
+            st.lists(st.sampled_from(MUTATIONS), min_size=len(paths), max_size=len(paths))
+        ),
+        "near": draw(st.lists(st.sampled_from(paths), max_size=3)),
+        "racy": draw(st.booleans()),
+        "filemode": draw(st.booleans()),
+        "may_filter": draw(st.booleans()),
+        "gitlink": draw(st.booleans()),
+        "symlinks": draw(st.lists(st.booleans(), min_size=len(paths), max_size=len(paths))),
+    }
+
+
+def _mutate(root: Path, path: str, how: str) -> None:
+    full = root / path
+    if not full.exists() and not full.is_symlink():
+        return
+    parent = full.parent
+    if how == "touch":
+        os.utime(
+            full, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789), follow_symlinks=False
+        )
+    elif how == "edit-same-size" and full.is_file() and not full.is_symlink():
+        data = full.read_bytes()
+        full.write_bytes(bytes(reversed(data)) if len(set(data)) > 1 else b"Z" * len(data))
+    elif how == "edit-grow" and not full.is_symlink():
+        with open(full, "ab") as f:
+            f.write(b"more\n")
+    elif how == "chmod" and not full.is_symlink():
+        full.chmod(full.stat().st_mode ^ 0o111)
+    elif how == "to-symlink":
+        full.unlink()
+        full.symlink_to("elsewhere")
+    elif how == "to-dir":
+        full.unlink()
+        full.mkdir()
+    elif how == "delete":
+        full.unlink()
+    elif how == "recreate" and not full.is_symlink():
+        data = full.read_bytes()
+        full.unlink()
+        full.write_bytes(data)
+    elif how in ("parent-to-symlink", "parent-to-file") and parent != root:
+        moved = parent.with_name(parent.name + ".moved")
+        if moved.exists():
+            return
+        parent.rename(moved)
+        if how == "parent-to-symlink":
+            parent.symlink_to(moved.name)  # the same files, reached through a symlink
+        else:
+            parent.write_bytes(b"not a directory\n")
+
+
+def _analysis(root: Path, spec: dict[str, object]) -> _Analysis:
+    repo = pygit2.Repository(str(root))
+    snap = index_stat.read_index(repo, os.path.join(repo.path, "index"))
+    files = index_files(snap)
+    return _Analysis(
+        repo,
+        TreeView(str(root)),
+        snap,
+        files,
+        files,
+        ignore.ExcludeRules((), ()),
+        bool(spec["filemode"]),
+        bool(spec["may_filter"]),
+        set(spec["near"]),  # type: ignore[call-overload]
+    )
+
+
+@native
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(spec=work_trees(), threads=st.sampled_from([1, 2, 3, 7]))
+def test_stat_pass_equals_the_python_loop(
+    spec: dict[str, object], threads: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("wt") / "r"
+    git(root.parent, "init", "-q", str(root))
+    paths: list[str] = spec["paths"]  # type: ignore[assignment]
+    for i, (p, link) in enumerate(zip(paths, spec["symlinks"], strict=True)):  # type: ignore[call-overload]
+        if link and i % 3 == 0:
+            (root / p).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(f"target-{i}", root / p)
+        else:
+            write(root, p, f"content {i}\n" * (i % 4), mode=0o755 if i % 4 == 3 else None)
+    git(root, "add", "-A")
+    if spec["gitlink"]:
+        git(root, "update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},sub/module")
+    if not spec["racy"]:
+        # Age every file's stat data a second behind the index's own mtime.
+        index_file = root / ".git" / "index"
+        old = index_file.stat().st_mtime_ns - 2_000_000_000
+        for p in paths:
+            os.utime(root / p, ns=(old, old), follow_symlinks=False)
+        git(root, "update-index", "--refresh", "-q", check=False)
+    for p, how in zip(paths, spec["mutations"], strict=True):  # type: ignore[call-overload]
+        _mutate(root, p, how)
+
+    python = _analysis(root, spec)
+    built = accel.native
+    accel.native = None
+    try:
+        expected_rest = python.unchanged_elsewhere()
+    finally:
+        accel.native = built
+    fast = _analysis(root, spec)
+    assert accel.native is not None
+    rest_list, touched = accel.native.stat_pass(
+        fast.index.entries.raw,
+        fast.near,
+        fast.view.root,
+        fast.index.mtime_ns,
+        fast.filemode,
+        threads,
+    )
+    rest = set(rest_list)
+    for path, packed in touched:
+        if not fast.may_filter and fast._same_bytes(path, fast.index.entries.raw[path][1]):
+            fast.changes.verified[path] = packed
+        else:
+            rest.add(path)
+    assert rest == expected_rest
+    assert fast.changes.verified == python.changes.verified  # the same packed stat data
+    # And through the method the plan calls.
+    again = _analysis(root, spec)
+    assert again.unchanged_elsewhere() == expected_rest
+    assert again.changes.verified == python.changes.verified
+
+
+@native
+def test_stat_pass_parent_checks_share_prefixes_correctly(tmp_path: Path) -> None:
+    """The C loop remembers the last parent it proved a directory and checks only the components
+    after the longest shared one; names that share characters but not components ("a.b" then
+    "a/b", "a/b" then "a/bc") must not borrow each other's proof."""
+    root = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(root))
+    # In index order "a-b/f" and "a.b/f" come right before "a/b/f": the last parent proved
+    # ("a.b") shares the character "a" with "a/b", but not the component.
+    paths = ["a-b/f", "a.b/f", "a/b/f", "a/bc/f", "a/f", "ab/c/f", "ab/f", "b/f", "ba/f"]
+    for p in paths:
+        write(root, p, p)
+    git(root, "add", "-A")
+    index_file = root / ".git" / "index"
+    old = index_file.stat().st_mtime_ns - 2_000_000_000
+    for p in paths:
+        os.utime(root / p, ns=(old, old))
+    git(root, "update-index", "--refresh", "-q", check=False)
+    rng = random.Random(7)
+    for hidden in ("a", "a/b", "ab", "b"):
+        moved = root / (hidden + ".real")
+        (root / hidden).rename(moved)
+        (root / hidden).symlink_to(moved.name)
+        spec = {"filemode": True, "may_filter": True, "near": []}
+        a = _analysis(root, spec)
+        assert accel.native is not None
+        for threads in (1, 2, rng.randint(3, 5)):
+            rest, touched = accel.native.stat_pass(
+                a.index.entries.raw, set(), a.view.root, a.index.mtime_ns, True, threads
+            )
+            expected = {p for p in paths if p.startswith(hidden + "/")}
+            assert set(rest) == expected, (hidden, threads)
+            assert touched == []
+        (root / hidden).unlink()
+        moved.rename(root / hidden)
