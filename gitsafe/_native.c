@@ -9,8 +9,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +70,9 @@ static PyObject *tuple_of(Py_ssize_t n, PyObject **items) {
     t = PyTuple_New(n);
     if (t == NULL) goto fail;
     for (Py_ssize_t i = 0; i < n; i++) PyTuple_SET_ITEM(t, i, items[i]);
+    /* Numbers, bytes, strings and such tuples cannot form a cycle: keep the collector from
+     * scanning tens of thousands of them (it would untrack them itself, one pass later). */
+    PyObject_GC_UnTrack(t);
     return t;
 fail:
     for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(items[i]);
@@ -127,7 +133,7 @@ done:
 }
 
 PyDoc_STRVAR(parse_index_doc,
-             "parse_index(data) -> (entries, staged, skip_worktree, marked) or None\n\n"
+             "parse_index(data) -> (entries, staged, skip_worktree, marked, end) or None\n\n"
              "index_stat._parse in C; staged entries come as (path, mode, oid, stage, stat).");
 
 static PyObject *parse_index(PyObject *self, PyObject *arg) {
@@ -210,7 +216,7 @@ static PyObject *parse_index(PyObject *self, PyObject *arg) {
         }
     }
     malformed = 0;
-    result = Py_BuildValue("(OOOO)", entries, staged, skip, marked ? Py_True : Py_False);
+    result = Py_BuildValue("(OOOOn)", entries, staged, skip, marked ? Py_True : Py_False, pos);
 done:
     if (gc_was_enabled) PyGC_Enable();
     PyBuffer_Release(&view);
@@ -489,9 +495,217 @@ done:
     return result;
 }
 
+/* ---- facts about many paths ---------------------------------------------------------------- */
+
+/* Index of the last '/' in s, or -1. */
+static Py_ssize_t last_slash(PyObject *s) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    return n ? PyUnicode_FindChar(s, '/', 0, n, -1) : -1;
+}
+
+/* Add ``dir`` and each of its ancestors not yet in ``dirs``. */
+static int add_with_ancestors(PyObject *dirs, PyObject *dir) {
+    Py_INCREF(dir);
+    for (;;) {
+        int has = PySet_Contains(dirs, dir);
+        if (has != 0 || PySet_Add(dirs, dir) < 0) {
+            Py_DECREF(dir);
+            return has < 0 ? -1 : 0;
+        }
+        Py_ssize_t cut = last_slash(dir);
+        if (cut == -2) {
+            Py_DECREF(dir);
+            return -1;
+        }
+        if (cut <= 0) break;
+        PyObject *up = PyUnicode_Substring(dir, 0, cut);
+        Py_DECREF(dir);
+        if (up == NULL) return -1;
+        dir = up;
+    }
+    Py_DECREF(dir);
+    return 0;
+}
+
+PyDoc_STRVAR(tree_facts_doc,
+             "tree_facts(paths) -> (dirs, attributes)\n\n"
+             "plan.tree_dirs and filters.attribute_paths in one pass: every leading directory\n"
+             "of the paths, and the paths that are .gitattributes files.");
+
+static PyObject *tree_facts(PyObject *self, PyObject *paths) {
+    (void)self;
+    PyObject *it = PyObject_GetIter(paths);
+    if (it == NULL) return NULL;
+    PyObject *dirs = PySet_New(NULL), *attributes = PyList_New(0), *result = NULL;
+    PyObject *name = PyUnicode_FromString(".gitattributes");
+    PyObject *previous = NULL; /* the last parent added: consecutive paths share it */
+    PyObject *path;
+    if (dirs == NULL || attributes == NULL || name == NULL) goto done;
+    while ((path = PyIter_Next(it)) != NULL) {
+        if (!PyUnicode_Check(path)) {
+            PyErr_SetString(PyExc_TypeError, "paths must be str");
+            Py_DECREF(path);
+            goto done;
+        }
+        Py_ssize_t n = PyUnicode_GET_LENGTH(path), cut = last_slash(path);
+        if (cut == -2) {
+            Py_DECREF(path);
+            goto done;
+        }
+        /* ".gitattributes" itself or ending in "/.gitattributes" */
+        if (n >= 14 && PyUnicode_Tailmatch(path, name, n - 14, n, 1) == 1 &&
+            (n == 14 || PyUnicode_READ_CHAR(path, n - 15) == '/')) {
+            if (PyList_Append(attributes, path) < 0) {
+                Py_DECREF(path);
+                goto done;
+            }
+        }
+        if (cut > 0 && !(previous != NULL && PyUnicode_GET_LENGTH(previous) == cut &&
+                         PyUnicode_Tailmatch(path, previous, 0, cut, -1) == 1)) {
+            PyObject *parent = PyUnicode_Substring(path, 0, cut);
+            if (parent == NULL || add_with_ancestors(dirs, parent) < 0) {
+                Py_XDECREF(parent);
+                Py_DECREF(path);
+                goto done;
+            }
+            Py_XSETREF(previous, parent);
+        }
+        Py_DECREF(path);
+    }
+    if (!PyErr_Occurred()) result = PyTuple_Pack(2, dirs, attributes);
+done:
+    Py_DECREF(it);
+    Py_XDECREF(previous);
+    Py_XDECREF(dirs);
+    Py_XDECREF(attributes);
+    Py_XDECREF(name);
+    return result;
+}
+
+PyDoc_STRVAR(with_mode_doc, "with_mode(entries, mode) -> [path, ...] whose entry has mode.");
+
+static PyObject *with_mode(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *entries, *path, *value;
+    unsigned long wanted;
+    if (!PyArg_ParseTuple(args, "O!k", &PyDict_Type, &entries, &wanted)) return NULL;
+    PyObject *out = PyList_New(0);
+    Py_ssize_t pos = 0;
+    if (out == NULL) return NULL;
+    while (PyDict_Next(entries, &pos, &path, &value)) {
+        if (!PyTuple_Check(value) || PyTuple_GET_SIZE(value) < 1) continue;
+        unsigned long mode = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(value, 0));
+        if (mode == (unsigned long)-1 && PyErr_Occurred()) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (mode == wanted && PyList_Append(out, path) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* ---- dirs_holding_others --------------------------------------------------------------- */
+
+typedef struct {
+    PyObject *tracked, *tracked_dirs, *holding;
+} Walk;
+
+/* Read directory ``fd`` (``dir`` relative to the top, "" for the top; fd is consumed). */
+static int walk_dir(Walk *w, int fd, PyObject *dir) {
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return PyList_Append(w->holding, dir); /* the walk proper finds out and says so */
+    }
+    int rc = -1, holding = 0;
+    PyObject *prefix = PyUnicode_GET_LENGTH(dir) ? PyUnicode_FromFormat("%U/", dir)
+                                                  : PyUnicode_FromString("");
+    if (prefix == NULL) goto done;
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (e == NULL) break;
+        const char *n = e->d_name;
+        if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) continue;
+        if (strcmp(n, ".git") == 0) continue; /* never listed by git */
+        PyObject *name = PyUnicode_DecodeFSDefault(n);
+        PyObject *path = name ? PyUnicode_Concat(prefix, name) : NULL;
+        Py_XDECREF(name);
+        if (path == NULL) goto done;
+        int tracked = PySequence_Contains(w->tracked, path);
+        int is_dir = tracked == 0 ? PySet_Contains(w->tracked_dirs, path) : 0;
+        if (tracked < 0 || is_dir < 0) {
+            Py_DECREF(path);
+            goto done;
+        }
+        if (is_dir) {
+            /* Into real directories only, never through a symlink (O_NOFOLLOW). */
+            int sub = -1, failed = 0;
+            if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) {
+                sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                /* Not a directory (or a symlink, or gone): nothing of the clean's below.  Any
+                 * other failure (EACCES): let the walk proper list it, and fail as it fails. */
+                failed = sub < 0 && errno != ENOENT && errno != ENOTDIR && errno != ELOOP;
+            }
+            if ((sub >= 0 && walk_dir(w, sub, path) < 0) ||
+                (failed && PyList_Append(w->holding, path) < 0)) {
+                Py_DECREF(path);
+                goto done;
+            }
+        } else if (!tracked && !holding) {
+            holding = 1;
+            if (PyList_Append(w->holding, dir) < 0) {
+                Py_DECREF(path);
+                goto done;
+            }
+        }
+        Py_DECREF(path);
+    }
+    rc = 0;
+done:
+    Py_XDECREF(prefix);
+    closedir(d);
+    return rc;
+}
+
+PyDoc_STRVAR(
+    dirs_holding_others_doc,
+    "dirs_holding_others(root, tracked, tracked_dirs) -> [dir, ...]\n\n"
+    "The directories reached from root through tracked_dirs (real directories only) that hold\n"
+    "a name which is neither in tracked nor in tracked_dirs (nor .git); \"\" is the top.");
+
+static PyObject *dirs_holding_others(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *root, *tracked, *tracked_dirs;
+    if (!PyArg_ParseTuple(args, "O&OO!", PyUnicode_FSConverter, &root, &tracked, &PySet_Type,
+                          &tracked_dirs))
+        return NULL;
+    Walk w = {tracked, tracked_dirs, PyList_New(0)};
+    PyObject *top = PyUnicode_FromString("");
+    PyObject *result = NULL;
+    if (w.holding == NULL || top == NULL) goto done;
+    int fd = open(PyBytes_AS_STRING(root), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        result = Py_NewRef(w.holding);
+        goto done;
+    }
+    if (walk_dir(&w, fd, top) == 0) result = Py_NewRef(w.holding);
+done:
+    Py_DECREF(root);
+    Py_XDECREF(top);
+    Py_XDECREF(w.holding);
+    return result;
+}
+
 static PyMethodDef native_methods[] = {
     {"parse_index", parse_index, METH_O, parse_index_doc},
     {"stat_pass", stat_pass, METH_VARARGS, stat_pass_doc},
+    {"tree_facts", tree_facts, METH_O, tree_facts_doc},
+    {"with_mode", with_mode, METH_VARARGS, with_mode_doc},
+    {"dirs_holding_others", dirs_holding_others, METH_VARARGS, dirs_holding_others_doc},
     {NULL, NULL, 0, NULL},
 };
 

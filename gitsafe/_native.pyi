@@ -1,5 +1,7 @@
 # Types of the optional C extension built from _native.c (see gitsafe/accel.py).
 
+from collections.abc import Container, Iterable
+
 _Key = tuple[int, int, int, int, int, int]
 _Stat = tuple[int, int, int, int, int, int, int, int, int]
 
@@ -11,6 +13,7 @@ def parse_index(
         list[tuple[str, int, bytes, int, _Stat]],
         list[str],
         bool,
+        int,
     ]
     | None
 ): ...
@@ -23,3 +26,8 @@ def stat_pass(
     threads: int,
     /,
 ) -> tuple[list[str], list[tuple[str, bytes]]]: ...
+def tree_facts(paths: Iterable[str], /) -> tuple[set[str], list[str]]: ...
+def with_mode(entries: dict[str, tuple[int, bytes, _Key]], mode: int, /) -> list[str]: ...
+def dirs_holding_others(
+    root: str, tracked: Container[str], tracked_dirs: set[str], /
+) -> list[str]: ...

@@ -188,15 +188,11 @@ def _build_plan(
         target_files, head_files = flatten_tree(target_tree), flatten_tree(head_tree)
     else:
         gitlinks = gitlink_paths(index)
-        target_files, target_changed = files_near_index(
-            repo.index, index.entries, target_tree, gitlinks
-        )
+        target_files, target_changed = files_near_index(repo, index, target_tree, gitlinks)
         if head_tree is not None and head_tree.id == target_tree.id:
             head_files, head_changed = target_files, target_changed
         else:
-            head_files, head_changed = files_near_index(
-                repo.index, index.entries, head_tree, gitlinks
-            )
+            head_files, head_changed = files_near_index(repo, index, head_tree, gitlinks)
         near = target_changed | head_changed
     reasons = refusals(co, target_files, target)
     elsewhere = checked_out_elsewhere(co, source.branch)

@@ -9,6 +9,7 @@ rule), and writing it back lets the next run skip hashing too.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat as st
 import struct
@@ -54,6 +55,9 @@ class IndexSnapshot:
     # Some entry is intent-to-add (``git add -N``) or assume-unchanged: libgit2's tree-to-index
     # diff passes over such entries, so the plan flattens the trees instead.
     marked: bool = False
+    # The tree the stage-0 entries equal, from the index's valid cache-tree (TREE extension),
+    # as git's unpack-trees trusts it; None when unknown.
+    tree_root: bytes | None = None
 
     def stat_clean(self, entry: Entry, lst: os.stat_result) -> bool:
         """git's ie_match_stat, strict form: True only when the cached stat proves the content.
@@ -125,14 +129,30 @@ class Entries(Mapping[str, Entry]):
         self.raw = raw
         self._built: dict[str, Entry] = {}
         self._attributes: list[str] | None = None
+        self._dirs: set[str] | None = None
 
     def attribute_paths(self) -> list[str]:
         """The ``.gitattributes`` entries, found once (several checks ask)."""
         if self._attributes is None:
-            from gitsafe.filters import attribute_paths
-
-            self._attributes = attribute_paths(self.raw)
+            self._find_facts()
+            assert self._attributes is not None
         return self._attributes
+
+    def dirs(self) -> set[str]:
+        """Every leading directory of the entries, found once.  Read-only."""
+        if self._dirs is None:
+            self._find_facts()
+            assert self._dirs is not None
+        return self._dirs
+
+    def _find_facts(self) -> None:
+        if accel.native is not None:
+            self._dirs, self._attributes = accel.native.tree_facts(self.raw)
+            return
+        from gitsafe.filters import attribute_paths
+        from gitsafe.plan import tree_dirs
+
+        self._dirs, self._attributes = tree_dirs(self.raw), attribute_paths(self.raw)
 
     def __getitem__(self, path: str) -> Entry:
         entry = self._built.get(path)
@@ -164,10 +184,14 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     return value, pos
 
 
-def _parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bool] | None:
-    """Entries of an index file (versions 2-4): stage 0, other stages, skip-worktree paths, and
-    whether any entry is intent-to-add or assume-unchanged.  None for anything unexpected: the
-    caller then reads the entries through libgit2 instead, which validated the file already."""
+Parsed = tuple[dict[str, RawEntry], list[Entry], list[str], bool, int]
+
+
+def _parse(data: bytes) -> Parsed | None:
+    """Entries of an index file (versions 2-4): stage 0, other stages, skip-worktree paths,
+    whether any entry is intent-to-add or assume-unchanged, and where the entries end (the
+    extensions follow).  None for anything unexpected: the caller then has libgit2 read the
+    file, which rejects a damaged one."""
     try:
         signature, version, count = _HEADER.unpack_from(data, 0)
     except struct.error:
@@ -222,21 +246,21 @@ def _parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bo
                 entries[path] = (mode, oid, key)
     except (struct.error, ValueError, IndexError):
         return None
-    return entries, staged, skip_worktree, marked
+    return entries, staged, skip_worktree, marked, pos
 
 
-def _parse_native(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bool] | None:
-    """:func:`_parse`, by the C extension (same answers, a tenth of the time)."""
+def _parse_native(data: bytes) -> Parsed | None:
+    """:func:`_parse`, by the C extension (same answers, a third of the time)."""
     assert accel.native is not None
     parsed = accel.native.parse_index(data)
     if parsed is None:
         return None
-    entries, staged, skip_worktree, marked = parsed
+    entries, staged, skip_worktree, marked, end = parsed
     conflicts = [Entry(p, mode, pygit2.Oid(raw=oid), stage, s) for p, mode, oid, stage, s in staged]
-    return entries, conflicts, skip_worktree, marked
+    return entries, conflicts, skip_worktree, marked, end
 
 
-def parse(data: bytes) -> tuple[dict[str, RawEntry], list[Entry], list[str], bool] | None:
+def parse(data: bytes) -> Parsed | None:
     """The index file's entries (:func:`_parse`), in C when the extension is built."""
     return _parse_native(data) if accel.native is not None else _parse(data)
 
@@ -287,28 +311,79 @@ def _read_through_libgit2(
     return entries, staged, skip_worktree, marked
 
 
+def _extensions(data: bytes, end: int) -> tuple[bytes | None, bool]:
+    """The extensions after the entries: the cache-tree's root id (None unless valid), and
+    whether the entries parsed are the whole index (False: a required extension such as a
+    split index's ``link`` or a sparse index's ``sdir``, or a malformed block)."""
+    root: bytes | None = None
+    pos, stop = end, len(data) - 20
+    while pos + 8 <= stop:
+        signature = data[pos : pos + 4]
+        size = int.from_bytes(data[pos + 4 : pos + 8], "big")
+        body_end = pos + 8 + size
+        if body_end > stop:
+            return None, False
+        if signature == b"TREE":
+            root = _cache_tree_root(data[pos + 8 : body_end])
+        elif not b"A" <= signature[:1] <= b"Z":
+            return None, False  # git: an extension not starting with A-Z is required
+        pos = body_end
+    return root, pos == stop
+
+
+def _cache_tree_root(body: bytes) -> bytes | None:
+    """The root entry of a TREE extension: the id of the tree the whole index equals, when git
+    (or libgit2) recorded one and nothing has invalidated it since (entry count -1)."""
+    newline = body.find(b"\n")
+    if not body.startswith(b"\0") or newline < 0:
+        return None
+    fields = body[1:newline].split(b" ")
+    try:
+        count = int(fields[0])
+    except ValueError:
+        return None
+    if count < 0 or len(body) < newline + 21:
+        return None
+    return body[newline + 1 : newline + 21]
+
+
+def _checksum_ok(data: bytes) -> bool:
+    return len(data) >= 32 and hashlib.sha1(memoryview(data)[:-20]).digest() == data[-20:]
+
+
 def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
-    """The index as git sees it.  libgit2 reads (and checksums) the file first, so a corrupt
-    index raises here; the entries are then parsed from the file's bytes in one pass, which is
-    several times faster than reading libgit2's C structs field by field, and checked against
-    libgit2's entry count."""
+    """The index as git sees it.
+
+    The file is parsed from its bytes in one pass (in C when the extension is built) after its
+    trailing checksum is verified, as git verifies it; libgit2's own copy of the index, which
+    costs as much again to load, is read only when that fails or the file is something the
+    parser leaves to libgit2 (a split or sparse index, or damage: libgit2 then raises).
+    """
     try:
         with open(index_path, "rb") as f:
             data: bytes | None = f.read()
             mtime_ns = os.fstat(f.fileno()).st_mtime_ns
     except FileNotFoundError:
         data, mtime_ns = None, 0
-    index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
-    index.read(force=False)
-    handle = index._index
-    parsed = parse(data) if data is not None else None
-    if parsed is None or len(parsed[0]) + len(parsed[1]) != C.git_index_entrycount(handle):
-        parsed = _read_through_libgit2(handle)
-    raw, staged, skip_worktree, marked = parsed
+    if data is None:
+        return IndexSnapshot(Entries({}), {}, 0, [], False, None)
+    parsed = parse(data) if _checksum_ok(data) else None
+    tree_root: bytes | None = None
+    if parsed is not None:
+        tree_root, whole = _extensions(data, parsed[4])
+        count = int.from_bytes(data[8:12], "big")
+        if not whole or len(parsed[0]) + len(parsed[1]) != count:
+            parsed, tree_root = None, None  # duplicate paths, or entries kept elsewhere
+    if parsed is None:
+        index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
+        index.read(force=False)
+        raw, staged, skip_worktree, marked = _read_through_libgit2(index._index)
+    else:
+        raw, staged, skip_worktree, marked, _end = parsed
     conflicted: dict[str, list[Entry]] = {}
     for e in staged:
         conflicted.setdefault(e.path, []).append(e)
-    return IndexSnapshot(Entries(raw), conflicted, mtime_ns, skip_worktree, marked)
+    return IndexSnapshot(Entries(raw), conflicted, mtime_ns, skip_worktree, marked, tree_root)
 
 
 # The stat data an index entry caches, packed as the leading fields of libgit2's

@@ -151,6 +151,11 @@ class IndexFiles(Mapping[str, Spec]):
             (p for p, spec in overlay.items() if spec is not None),
         )
 
+    def dirs(self) -> set[str]:
+        """Its leading directories (:func:`tree_dirs`); the index's own when nothing is laid over
+        it.  Read-only."""
+        return self._entries.dirs() if not self._overlay else tree_dirs(self)
+
     def paths(self) -> Container[str]:
         """Its paths, for membership tests at dict speed (the walk asks for every name)."""
         if not self._overlay:
@@ -178,12 +183,15 @@ def index_files(index: IndexSnapshot) -> TreeFiles:
 
 def gitlink_paths(index: IndexSnapshot) -> list[str]:
     """The submodule entries of the index."""
+    if accel.native is not None:
+        paths: list[str] = accel.native.with_mode(index.entries.raw, MODE_GITLINK)
+        return paths
     return [p for p, (mode, _oid, _key) in index.entries.raw.items() if mode == MODE_GITLINK]
 
 
 def files_near_index(
-    repo_index: pygit2.Index,
-    entries: Entries,
+    repo: pygit2.Repository,
+    index: IndexSnapshot,
     tree: pygit2.Tree | None,
     gitlinks: Iterable[str],
 ) -> tuple[TreeFiles, set[str]]:
@@ -191,12 +199,19 @@ def files_near_index(
 
     Flattening a 50,000-file tree entry by entry costs about a second of Python; a deploy base's
     trees are almost always the index give or take a few paths, and libgit2's tree-to-index diff
-    finds those in C.  ``entries`` are the index's stage-0 entries, ``gitlinks`` its submodule
-    paths; the caller makes sure the index holds no conflicts and no intent-to-add or
-    assume-unchanged entries (libgit2's diff passes over those).
+    finds those in C.  When the index's cache-tree says it equals ``tree`` outright (git and
+    libgit2 record that on every reset, checkout and commit), there is nothing to diff.
+    ``gitlinks`` are the index's submodule paths; the caller makes sure the index holds no
+    conflicts and no intent-to-add or assume-unchanged entries (libgit2's diff passes over
+    those).
     """
+    entries = index.entries
     if tree is None:
         return {}, set(entries)
+    if index.tree_root is not None and index.tree_root == tree.id.raw:
+        return IndexFiles(entries, {}), set()
+    repo_index = repo.index
+    repo_index.read(force=False)  # as loaded now, should another process have written it
     in_tree: dict[str, Spec] = {}
     in_index: set[str] = set()
     for delta in repo_index.diff_to_tree(tree).deltas:  # old side: the tree; new: the index
@@ -253,7 +268,11 @@ def _tree_entry(tree: pygit2.Tree, path: str) -> tuple[int, pygit2.Oid] | None:
 
 
 def tree_dirs(files: Iterable[str]) -> set[str]:
-    dirs: set[str] = set()
+    """Every leading directory of ``files``."""
+    if accel.native is not None:
+        dirs: set[str] = accel.native.tree_facts(files)[0]
+        return dirs
+    dirs = set()
     for parent in {path.rpartition("/")[0] for path in files}:  # a few per directory
         while parent and parent not in dirs:
             dirs.add(parent)
@@ -305,7 +324,7 @@ class _Analysis:
         self.target_paths: Container[str] = (
             target.paths() if isinstance(target, IndexFiles) else target.keys()
         )
-        self.target_dirs = tree_dirs(target)
+        self.target_dirs = target.dirs() if isinstance(target, IndexFiles) else tree_dirs(target)
         self.rules = rules
         self.filemode = filemode
         self._oids: dict[str, pygit2.Oid | None] = {}
@@ -315,6 +334,7 @@ class _Analysis:
         self._attributes_below: dict[str, bool] = {}
         self._tracked_attributes: bool | None = None
         self._moving: bool | None = None
+        self._holding_others: set[str] = set()
 
     # -- content ---------------------------------------------------------------------------
 
@@ -676,8 +696,37 @@ class _Analysis:
     # -- the clean ------------------------------------------------------------------------------
 
     def analyse_untracked(self) -> None:
+        self._holding_others = self._dirs_holding_others()
         root_list = ignore.read_dir_list(self.gitignore_after_reset(b""), b"")
         self._walk("", (root_list,), None)
+
+    def _dirs_holding_others(self) -> set[str]:
+        """The target's directories with something below them that the target does not track.
+
+        Only those need the walk below, with its ignore lists and checks: a directory holding
+        nothing but tracked files and directories has nothing for the clean to remove or keep.
+        On a clean checkout that leaves the walk a handful of directories out of thousands;
+        finding them costs one listing of each directory, as git's own walk does.
+        """
+        target_paths, target_dirs, view = self.target_paths, self.target_dirs, self.view
+        holding: set[str] = set()
+        if accel.native is not None:
+            holding.update(accel.native.dirs_holding_others(view.root, target_paths, target_dirs))
+        for d in () if accel.native is not None else (*target_dirs, ""):
+            if not view.is_dir(d):
+                continue
+            prefix = f"{d}/" if d else ""
+            for name in os.listdir(view.abspath(d)):
+                path = prefix + name
+                if path not in target_paths and path not in target_dirs and name != ".git":
+                    holding.add(d)
+                    break
+        for d in list(holding):
+            parent = d.rpartition("/")[0]
+            while parent and parent not in holding:
+                holding.add(parent)
+                parent = parent.rpartition("/")[0]
+        return holding
 
     def _walk(
         self,
@@ -707,7 +756,7 @@ class _Analysis:
             lst = self.view.lstat(path)
             kind = _kind(lst)
             if path in self.target_dirs:
-                if kind == "dir":
+                if kind == "dir" and path in self._holding_others:
                     sub_excluded = excluded_parent or self._excluded(lists, path, True)
                     sub_lists = lists if sub_excluded else self._push(lists, path)
                     _, sub_removals, sub_keeps = self._walk(path, sub_lists, sub_excluded)

@@ -8,6 +8,7 @@ shortcut is checked here against the long way or against git.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -37,7 +38,8 @@ def _both_ways(repo_path: Path) -> tuple[object, object]:
     repo = pygit2.Repository(str(repo_path))
     index_file = os.path.join(repo.path, "index")
     with open(index_file, "rb") as f:
-        parsed = index_stat._parse(f.read())
+        full = index_stat._parse(f.read())
+    parsed = full[:4] if full is not None else None
     repo.index.read(force=True)
     through_libgit2 = index_stat._read_through_libgit2(repo.index._index)
     return parsed, through_libgit2
@@ -149,10 +151,80 @@ def test_tree_files_from_the_index_equal_the_flattened_trees(
     assert gitlinks == [p for p, (mode, _) in base.items() if mode == MODE_GITLINK]
     for rev in (old_head, "origin/main"):
         tree = repo.revparse_single(rev).peel(pygit2.Commit).tree
-        files, changed = files_near_index(repo.index, snap.entries, tree, gitlinks)
+        files, changed = files_near_index(repo, snap, tree, gitlinks)
         flat = flatten_tree(tree)
         assert files == flat
         assert changed == {p for p in set(flat) | set(base) if flat.get(p) != base.get(p)}
+
+
+def test_the_cache_tree_shortcut_is_taken_only_when_the_index_equals_the_tree(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """A valid cache-tree root (git writes one on clone, reset and commit) stands for "the
+    index equals this tree", and replaces the tree-to-index diff; any staged change invalidates
+    it, and the diff decides again."""
+    write(origin.work, "a/b/c.txt", "c\n")
+    origin.push("more")
+    deploy = origin.clone(tmp_path / "deploy")
+    repo = pygit2.Repository(str(deploy))
+    head_tree = repo.revparse_single("HEAD").peel(pygit2.Commit).tree
+
+    def snapshot_now() -> index_stat.IndexSnapshot:
+        return index_stat.read_index(repo, os.path.join(repo.path, "index"))
+
+    snap = snapshot_now()
+    assert snap.tree_root == head_tree.id.raw
+    files, changed = files_near_index(repo, snap, head_tree, [])
+    assert (files, changed) == (flatten_tree(head_tree), set())
+    # The long way agrees.
+    slow = dataclasses.replace(snap, tree_root=None)
+    assert files_near_index(repo, slow, head_tree, []) == (files, changed)
+
+    write(deploy, "a/b/c.txt", "staged\n")
+    git(deploy, "add", "a/b/c.txt")
+    snap = snapshot_now()
+    assert snap.tree_root is None  # git invalidated the root
+    files, changed = files_near_index(repo, snap, head_tree, [])
+    assert changed == {"a/b/c.txt"} and files == flatten_tree(head_tree)
+
+    # A cache-tree for another tree does not count for this one.
+    git(deploy, "commit", "-q", "-m", "local")
+    snap = snapshot_now()
+    assert snap.tree_root is not None and snap.tree_root != head_tree.id.raw
+    files, changed = files_near_index(repo, snap, head_tree, [])
+    assert changed == {"a/b/c.txt"} and files == flatten_tree(head_tree)
+
+
+def test_an_index_with_a_bad_checksum_or_a_required_extension_goes_to_libgit2(
+    origin: Origin, tmp_path: Path
+) -> None:
+    deploy = origin.clone(tmp_path / "deploy")
+    repo = pygit2.Repository(str(deploy))
+    index_file = Path(repo.path, "index")
+    data = index_file.read_bytes()
+    assert index_stat._checksum_ok(data)
+    entries = index_stat._parse(data)
+    assert entries is not None
+    assert index_stat._extensions(data, entries[4]) == (
+        repo.revparse_single("HEAD").peel(pygit2.Commit).tree.id.raw,
+        True,
+    )
+    # A required extension (lower-case signature, as a split index's "link") or a block that
+    # runs past the checksum: the parsed entries are not the whole index.
+    link = data[: entries[4]] + b"link" + (4).to_bytes(4, "big") + b"\0" * 4 + b"\0" * 20
+    assert index_stat._extensions(link, entries[4]) == (None, False)
+    overlong = data[: entries[4]] + b"TREE" + (999).to_bytes(4, "big") + b"\0" * 20
+    assert index_stat._extensions(overlong, entries[4]) == (None, False)
+    # A flipped bit in an entry: the checksum catches it and libgit2 refuses the file.
+    damaged = bytearray(data)
+    damaged[40] ^= 1
+    assert not index_stat._checksum_ok(bytes(damaged))
+    index_file.write_bytes(bytes(damaged))
+    with pytest.raises(pygit2.GitError):
+        index_stat.read_index(pygit2.Repository(str(deploy)), str(index_file))
+    report = gitsafe.doctor(deploy)
+    assert report.outcome == "refused", report.error
+    assert "index is unreadable" in (report.error or {}).get("message", "")
 
 
 def test_unmodified_files_behind_a_symlinked_directory_are_not_trusted(
@@ -236,7 +308,7 @@ def test_a_tree_with_old_style_file_modes_heals_like_git(
     repo = pygit2.Repository(str(healed))
     snap = index_stat.read_index(repo, os.path.join(repo.path, "index"))
     target = repo.revparse_single("origin/main").peel(pygit2.Commit).tree
-    files, _ = files_near_index(repo.index, snap.entries, target, [])
+    files, _ = files_near_index(repo, snap, target, [])
     assert files == flatten_tree(target)
     assert files["old-exec.sh"][0] == 0o100755 and files["old-mode.txt"][0] == 0o100644
     assert git(healed, "ls-files", "-s", "old-mode.txt", "old-exec.sh") == git(

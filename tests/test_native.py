@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gitsafe import accel, ignore, index_stat
-from gitsafe.plan import _Analysis, index_files
+from gitsafe.plan import _Analysis, index_files, tree_dirs
 from gitsafe.worktree import TreeView
 
 native = pytest.mark.skipif(accel.native is None, reason="gitsafe._native is not built here")
@@ -152,7 +152,7 @@ def test_parse_index_rejects_what_the_python_parser_rejects() -> None:
     ):
         assert index_stat._parse(data) is None
         assert index_stat._parse_native(data) is None
-    assert index_stat._parse_native(b"DIRC\0\0\0\2\0\0\0\0") == ({}, [], [], False)
+    assert index_stat._parse_native(b"DIRC\0\0\0\2\0\0\0\0") == ({}, [], [], False, 12)
 
 
 # -- the stat pass -------------------------------------------------------------------------
@@ -354,3 +354,116 @@ def test_stat_pass_parent_checks_share_prefixes_correctly(tmp_path: Path) -> Non
             assert touched == []
         (root / hidden).unlink()
         moved.rename(root / hidden)
+
+
+# -- facts about many paths ----------------------------------------------------------------
+
+PATHS = st.lists(
+    st.lists(
+        st.sampled_from(["a", "b", "ab", ".gitattributes", "x.gitattributes", "\udcff", "é"]),
+        min_size=1,
+        max_size=4,
+    ).map("/".join),
+    max_size=30,
+)
+
+
+@native
+@given(paths=PATHS)
+def test_tree_facts_equal_tree_dirs_and_attribute_paths(paths: list[str]) -> None:
+    from gitsafe.filters import attribute_paths
+
+    built = accel.native
+    assert built is not None
+    accel.native = None
+    try:
+        expected = (tree_dirs(paths), attribute_paths(paths))
+    finally:
+        accel.native = built
+    assert built.tree_facts(paths) == expected
+    assert built.tree_facts(iter(sorted(paths))) == (expected[0], sorted(expected[1]))
+
+
+@native
+@given(
+    modes=st.dictionaries(
+        PATHS.map(lambda p: "/".join(p) or "f"), st.sampled_from([0o100644, 0o160000, 0o120000])
+    )
+)
+def test_with_mode_selects_the_entries_of_one_mode(modes: dict[str, int]) -> None:
+    assert accel.native is not None
+    raw = {p: (m, b"\0" * 20, (0, 0, 0, 0, 0, 0)) for p, m in modes.items()}
+    assert accel.native.with_mode(raw, 0o160000) == [p for p, m in modes.items() if m == 0o160000]
+
+
+@st.composite
+def clean_walks(draw: st.DrawFn) -> dict[str, object]:
+    names = st.sampled_from(["a", "b", "ab", "a.b", "c", ".git", "é"])
+    tracked = draw(
+        st.lists(st.lists(names, min_size=1, max_size=3).map("/".join), min_size=1, max_size=25)
+    )
+    tracked = sorted(
+        {p for p in tracked if ".git" not in p.split("/")}
+        - {q for p in tracked for q in [p.rpartition("/")[0]] if q}
+    )
+    tracked = [p for p in tracked if not any(q.startswith(p + "/") for q in tracked)]
+    return {
+        "tracked": tracked,
+        "extra": draw(st.lists(st.lists(names, min_size=1, max_size=3).map("/".join), max_size=4)),
+        "hide": draw(st.lists(st.sampled_from(tracked), max_size=2)) if tracked else [],
+    }
+
+
+@native
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(spec=clean_walks())
+def test_dirs_holding_others_equals_the_python_listing(
+    spec: dict[str, object], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Untracked files and directories, empty directories, a ``.git`` anywhere, tracked
+    directories turned into symlinks or files: the same directories need the walk."""
+    root = tmp_path_factory.mktemp("walk") / "r"
+    root.mkdir()
+    tracked: list[str] = spec["tracked"]  # type: ignore[assignment]
+    for p in tracked:
+        write(root, p, p)
+    for p in spec["extra"]:  # type: ignore[attr-defined]
+        full = root / p
+        if full.exists():
+            continue
+        try:
+            full.parent.mkdir(parents=True, exist_ok=True)
+            if p.endswith("b"):
+                full.mkdir(exist_ok=True)  # an empty untracked directory
+            else:
+                full.write_text("untracked\n")
+        except (NotADirectoryError, FileExistsError):
+            continue  # a file stands where this needs a directory
+    for p in spec["hide"]:  # type: ignore[attr-defined]
+        parent = (root / p).parent
+        if parent != root and parent.is_dir() and not parent.is_symlink():
+            moved = parent.with_name(parent.name + ".real")
+            if not moved.exists():
+                parent.rename(moved)
+                parent.symlink_to(moved.name)
+    spec_a = {"filemode": True, "may_filter": True, "near": []}
+    built = accel.native
+    accel.native = None
+    try:
+        expected = _analysis_over(root, tracked, spec_a)._dirs_holding_others()
+    finally:
+        accel.native = built
+    assert _analysis_over(root, tracked, spec_a)._dirs_holding_others() == expected
+
+
+def _analysis_over(root: Path, tracked: list[str], spec: dict[str, object]) -> _Analysis:
+    """An analysis whose target is ``tracked`` (no repository needed for the walk's listing)."""
+    files = {p: (0o100644, pygit2.Oid(raw=b"\1" * 20)) for p in tracked}
+    a = _Analysis.__new__(_Analysis)
+    a.view = TreeView(str(root))
+    a.target = files
+    a.target_paths = files.keys()
+    a.target_dirs = tree_dirs(files)
+    return a
