@@ -1,15 +1,24 @@
 # Types of the optional C extension built from _native.c (see gitsafe/accel.py).
 
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Iterator, Mapping
 
 _Key = tuple[int, int, int, int, int, int]
 _Stat = tuple[int, int, int, int, int, int, int, int, int]
+
+class Table(Mapping[str, tuple[int, bytes, _Key]]):
+    """The index's stage-0 entries, as a read-only mapping without a Python object each."""
+
+    def __getitem__(self, path: str, /) -> tuple[int, bytes, _Key]: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __len__(self) -> int: ...
+
+_Entries = dict[str, tuple[int, bytes, _Key]] | Table | Mapping[str, tuple[int, bytes, _Key]]
 
 def parse_index(
     data: bytes, /
 ) -> (
     tuple[
-        dict[str, tuple[int, bytes, _Key]],
+        Table,
         list[tuple[str, int, bytes, int, _Stat]],
         list[str],
         bool,
@@ -18,7 +27,7 @@ def parse_index(
     | None
 ): ...
 def stat_pass(
-    entries: dict[str, tuple[int, bytes, _Key]],
+    entries: _Entries,
     near: set[str] | frozenset[str] | None,
     root: str,
     index_mtime_ns: int,
@@ -27,7 +36,7 @@ def stat_pass(
     /,
 ) -> tuple[list[str], list[tuple[str, bytes]]]: ...
 def tree_facts(paths: Iterable[str], /) -> tuple[set[str], list[str]]: ...
-def with_mode(entries: dict[str, tuple[int, bytes, _Key]], mode: int, /) -> list[str]: ...
+def with_mode(entries: _Entries, mode: int, /) -> list[str]: ...
 def dirs_holding_others(
     root: str, tracked: Container[str], tracked_dirs: set[str], /
 ) -> list[str]: ...

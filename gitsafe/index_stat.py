@@ -125,7 +125,7 @@ RawEntry = tuple[int, bytes, tuple[int, int, int, int, int, int]]
 class Entries(Mapping[str, Entry]):
     """Stage-0 entries by path; an :class:`Entry` is built only for paths someone asks about."""
 
-    def __init__(self, raw: dict[str, RawEntry]) -> None:
+    def __init__(self, raw: Mapping[str, RawEntry]) -> None:
         self.raw = raw
         self._built: dict[str, Entry] = {}
         self._attributes: list[str] | None = None
@@ -184,7 +184,9 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     return value, pos
 
 
-Parsed = tuple[dict[str, RawEntry], list[Entry], list[str], bool, int]
+# The stage-0 entries come as a dict from the Python parser and as gitsafe._native.Table (the
+# same mapping without a Python object per entry) from the C one.
+Parsed = tuple[Mapping[str, RawEntry], list[Entry], list[str], bool, int]
 
 
 def _parse(data: bytes) -> Parsed | None:
@@ -255,9 +257,9 @@ def _parse_native(data: bytes) -> Parsed | None:
     parsed = accel.native.parse_index(data)
     if parsed is None:
         return None
-    entries, staged, skip_worktree, marked, end = parsed
+    table, staged, skip_worktree, marked, end = parsed
     conflicts = [Entry(p, mode, pygit2.Oid(raw=oid), stage, s) for p, mode, oid, stage, s in staged]
-    return entries, conflicts, skip_worktree, marked, end
+    return table, conflicts, skip_worktree, marked, end
 
 
 def parse(data: bytes) -> Parsed | None:
@@ -374,6 +376,7 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
         count = int.from_bytes(data[8:12], "big")
         if not whole or len(parsed[0]) + len(parsed[1]) != count:
             parsed, tree_root = None, None  # duplicate paths, or entries kept elsewhere
+    raw: Mapping[str, RawEntry]
     if parsed is None:
         index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
         index.read(force=False)

@@ -159,7 +159,7 @@ class IndexFiles(Mapping[str, Spec]):
     def paths(self) -> Container[str]:
         """Its paths, for membership tests at dict speed (the walk asks for every name)."""
         if not self._overlay:
-            return self._raw.keys()
+            return self._raw  # a dict or gitsafe._native.Table: both test their keys
         return frozenset(self)
 
     def __len__(self) -> int:

@@ -132,13 +132,83 @@ def test_parse_index_equals_the_python_parser(
     data = _build_index(root, spec)
     expected = index_stat._parse(data)
     assert expected is not None
-    assert index_stat._parse_native(data) == expected
+    parsed = index_stat._parse_native(data)
+    assert _as_dicts(parsed) == expected
+    # What the plan asks of the stage-0 entries, straight from the Table's bytes.
+    assert parsed is not None and accel.native is not None
+    table, entries = parsed[0], expected[0]
+    assert accel.native.tree_facts(table) == _python_facts(entries)
+    for mode in (0o100644, 0o100755, 0o160000):
+        assert accel.native.with_mode(table, mode) == [
+            p for p, v in entries.items() if v[0] == mode
+        ]
     # Damaged copies: both parsers give the same entries or both give up (None).
     truncated = data[: cut % (len(data) + 1)]
-    assert index_stat._parse_native(truncated) == index_stat._parse(truncated)
+    assert _as_dicts(index_stat._parse_native(truncated)) == index_stat._parse(truncated)
     at = flip % len(data)
     flipped = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
-    assert index_stat._parse_native(flipped) == index_stat._parse(flipped)
+    assert _as_dicts(index_stat._parse_native(flipped)) == index_stat._parse(flipped)
+
+
+def _python_facts(paths: object) -> tuple[set[str], list[str]]:
+    from gitsafe.filters import attribute_paths
+
+    built = accel.native
+    accel.native = None
+    try:
+        return tree_dirs(paths), attribute_paths(paths)  # type: ignore[arg-type]
+    finally:
+        accel.native = built
+
+
+@native
+def test_a_path_listed_twice_keeps_its_first_place_and_its_last_value(tmp_path: Path) -> None:
+    """As the Python parser's dict does; read_index then notices the short count and hands the
+    file to libgit2, but the two parsers must still agree."""
+    root = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(root))
+    write(root, "a", "first\n")
+    write(root, "b", "second\n")
+    write(root, "c", "third\n")
+    git(root, "add", "-A")
+    git(root, "update-index", "--index-version=2")
+    data = (root / ".git" / "index").read_bytes()
+    twice = data.replace(b"c\0", b"a\0", 1)  # the third entry now names "a" again
+    expected = index_stat._parse(twice)
+    parsed = index_stat._parse_native(twice)
+    assert expected is not None and parsed is not None
+    assert list(expected[0]) == ["a", "b"]
+    assert list(parsed[0]) == list(expected[0]) and len(parsed[0]) == 2
+    assert parsed[0]["a"] == expected[0]["a"] == parsed[0].get("a")
+    assert parsed[0]["a"][1] != expected[0]["b"][1]
+
+
+def _as_dicts(parsed: index_stat.Parsed | None) -> object:
+    """The C parser's Table as the Python parser's dict, in its iteration order."""
+    if parsed is None:
+        return None
+    table, *rest = parsed
+    as_dict = {path: table[path] for path in table}
+    assert len(as_dict) == len(table)
+    assert all(path in table for path in as_dict)
+    return (as_dict, *rest)
+
+
+@native
+def test_the_table_answers_as_the_dict_does(tmp_path: Path) -> None:
+    spec = {"paths": ["a", "b/c", "\udcff"], "version": 4, "skip": [], "assume": []}
+    data = _build_index(tmp_path / "r", {**spec, "ita": False, "conflict": True, "raw_name": True})
+    table = index_stat._parse_native(data)
+    expected = index_stat._parse(data)
+    assert table is not None and expected is not None
+    t, d = table[0], expected[0]
+    assert list(t) == list(d) and len(t) == len(d)
+    for path in [*d, "missing", "b", "b/c/", "", "raw-\udcfe-name"]:
+        assert (path in t) == (path in d)
+        assert t.get(path) == d.get(path)
+    assert 3 not in t and None not in t  # not a str: just absent, as in a dict
+    with pytest.raises(KeyError):
+        t["missing"]
 
 
 @native
@@ -152,7 +222,9 @@ def test_parse_index_rejects_what_the_python_parser_rejects() -> None:
     ):
         assert index_stat._parse(data) is None
         assert index_stat._parse_native(data) is None
-    assert index_stat._parse_native(b"DIRC\0\0\0\2\0\0\0\0") == ({}, [], [], False, 12)
+    assert _as_dicts(index_stat._parse_native(b"DIRC\0\0\0\2\0\0\0\0")) == ({}, [], [], False, 12)
+    # A header promising more entries than the file has bytes for.
+    assert index_stat._parse_native(b"DIRC\0\0\0\2\xff\xff\xff\xff" + b"\0" * 80) is None
 
 
 # -- the stat pass -------------------------------------------------------------------------
@@ -288,14 +360,16 @@ def test_stat_pass_equals_the_python_loop(
     for p, how in zip(paths, spec["mutations"], strict=True):  # type: ignore[call-overload]
         _mutate(root, p, how)
 
-    python = _analysis(root, spec)
     built = accel.native
     accel.native = None
-    try:
+    try:  # the reference, from the Python parser's dict to the Python loop
+        python = _analysis(root, spec)
+        assert isinstance(python.index.entries.raw, dict)
         expected_rest = python.unchanged_elsewhere()
     finally:
         accel.native = built
     fast = _analysis(root, spec)
+    assert isinstance(fast.index.entries.raw, built.Table)
     assert accel.native is not None
     rest_list, touched = accel.native.stat_pass(
         fast.index.entries.raw,
@@ -425,10 +499,18 @@ def test_dirs_holding_others_equals_the_python_listing(
     """Untracked files and directories, empty directories, a ``.git`` anywhere, tracked
     directories turned into symlinks or files: the same directories need the walk."""
     root = tmp_path_factory.mktemp("walk") / "r"
-    root.mkdir()
+    git(root.parent, "init", "-q", str(root))
     tracked: list[str] = spec["tracked"]  # type: ignore[assignment]
     for p in tracked:
         write(root, p, p)
+    git(root, "add", "-A")
+    git(root, "update-index", "--refresh", "-q", check=False)  # writes an index even if empty
+    index_file = root / ".git" / "index"
+    data = index_file.read_bytes() if index_file.exists() else b"DIRC\0\0\0\2\0\0\0\0"
+    parsed = index_stat._parse_native(data)
+    assert parsed is not None
+    table = parsed[0]
+    assert sorted(table) == sorted(tracked)
     for p in spec["extra"]:  # type: ignore[attr-defined]
         full = root / p
         if full.exists():
@@ -448,17 +530,19 @@ def test_dirs_holding_others_equals_the_python_listing(
             if not moved.exists():
                 parent.rename(moved)
                 parent.symlink_to(moved.name)
-    spec_a = {"filemode": True, "may_filter": True, "near": []}
     built = accel.native
     accel.native = None
     try:
-        expected = _analysis_over(root, tracked, spec_a)._dirs_holding_others()
+        expected = _analysis_over(root, tracked)._dirs_holding_others()
     finally:
         accel.native = built
-    assert _analysis_over(root, tracked, spec_a)._dirs_holding_others() == expected
+    assert _analysis_over(root, tracked)._dirs_holding_others() == expected
+    over_table = _analysis_over(root, tracked)
+    over_table.target_paths = table  # looked up by bytes, without a str per name
+    assert over_table._dirs_holding_others() == expected
 
 
-def _analysis_over(root: Path, tracked: list[str], spec: dict[str, object]) -> _Analysis:
+def _analysis_over(root: Path, tracked: list[str]) -> _Analysis:
     """An analysis whose target is ``tracked`` (no repository needed for the walk's listing)."""
     files = {p: (0o100644, pygit2.Oid(raw=b"\1" * 20)) for p in tracked}
     a = _Analysis.__new__(_Analysis)
