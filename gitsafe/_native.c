@@ -1111,12 +1111,257 @@ done:
     return result;
 }
 
+/* ---- the same pre-scan without the interpreter, in threads --------------------------------
+ *
+ * When the target is the index itself (nothing laid over it), "tracked" and "a tracked
+ * directory" are questions about the Table's bytes, so the directory reads can run in several
+ * threads with the GIL released, as git's own untracked walk cannot but its preload can.
+ */
+
+typedef struct {
+    const TableObject *t;
+    uint64_t *slots; /* (entry index << 32 | prefix length) + 1, 0 empty */
+    size_t nslots;
+} DirSet;
+
+static int dirset_has(const DirSet *d, const char *s, size_t n) {
+    size_t mask = d->nslots - 1, i = (size_t)hash_bytes(s, n) & mask;
+    for (;;) {
+        uint64_t slot = d->slots[i];
+        if (slot == 0) return 0;
+        const TEntry *e = &d->t->entries[(slot - 1) >> 32];
+        size_t len = (size_t)((slot - 1) & 0xFFFFFFFFu);
+        if (len == n && memcmp(d->t->names + e->name_off, s, n) == 0) return 1;
+        i = (i + 1) & mask;
+    }
+}
+
+/* Every leading directory of the Table's paths; -1 when out of memory. */
+static int dirset_build(DirSet *d, const TableObject *t) {
+    /* No more directories than slashes: a table at most half full without regrowth. */
+    size_t slashes = 0;
+    for (size_t i = 0; i < t->names_len; i++) slashes += t->names[i] == '/';
+    d->t = t;
+    d->nslots = 1024;
+    while (d->nslots < slashes * 2 + 2) d->nslots *= 2;
+    d->slots = calloc(d->nslots, sizeof *d->slots);
+    if (d->slots == NULL) return -1;
+    size_t last_parent = 0;
+    const char *last = NULL;
+    for (Py_ssize_t k = 0; k < t->n; k++) {
+        const TEntry *e = &t->entries[k];
+        const char *p = t->names + e->name_off;
+        size_t parent = e->name_len;
+        while (parent > 0 && p[parent - 1] != '/') parent--;
+        if (parent == 0) continue;
+        parent--;
+        if (last != NULL && parent == last_parent && memcmp(p, last, parent) == 0) continue;
+        last = p;
+        last_parent = parent;
+        for (size_t len = 1; len <= parent; len++) {
+            if (len != parent && p[len] != '/') continue;
+            if (dirset_has(d, p, len)) continue;
+            size_t i = (size_t)hash_bytes(p, len) & (d->nslots - 1);
+            while (d->slots[i]) i = (i + 1) & (d->nslots - 1);
+            d->slots[i] = (((uint64_t)k << 32) | len) + 1;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    char *path; /* relative to the top, "" for the top */
+    size_t len;
+} Task;
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t more;
+    Task *queue, *holding;
+    size_t queued, queue_cap, held, holding_cap;
+    int busy, failed;
+    const TableObject *t;
+    const DirSet *dirs;
+    const char *root;
+    size_t root_len;
+} Scan;
+
+static int push(Task **list, size_t *len, size_t *cap, const char *path, size_t n) {
+    if (*len == *cap) {
+        size_t grown_cap = *cap ? *cap * 2 : 256;
+        Task *grown = realloc(*list, grown_cap * sizeof *grown);
+        if (grown == NULL) return -1;
+        *list = grown;
+        *cap = grown_cap;
+    }
+    char *copy = malloc(n + 1);
+    if (copy == NULL) return -1;
+    memcpy(copy, path, n);
+    copy[n] = '\0';
+    (*list)[(*len)++] = (Task){copy, n};
+    return 0;
+}
+
+/* Read one directory: queue its tracked subdirectories, note it if it holds anything else. */
+static void scan_one(Scan *sc, Task task, Task **found, size_t *nfound, size_t *found_cap,
+                     int *holds, int *oom) {
+    char full[PATH_BYTES * 2];
+    if (sc->root_len + 1 + task.len >= sizeof full) {
+        *holds = 1;
+        return;
+    }
+    memcpy(full, sc->root, sc->root_len);
+    full[sc->root_len] = '/';
+    memcpy(full + sc->root_len + 1, task.path, task.len + 1);
+    int fd = open(task.len ? full : sc->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        /* As the one-thread scan: gone, a symlink or a file now: nothing below for the clean;
+         * anything else (EACCES): the walk proper looks, and fails as it fails. */
+        *holds = errno != ENOENT && errno != ENOTDIR && errno != ELOOP;
+        return;
+    }
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        *holds = 1;
+        return;
+    }
+    char child[PATH_BYTES];
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) continue;
+        if (strcmp(n, ".git") == 0) continue; /* never listed by git */
+        size_t n_len = strlen(n), at = task.len ? task.len + 1 : 0;
+        if (at + n_len >= sizeof child) {
+            *holds = 1;
+            continue;
+        }
+        memcpy(child, task.path, task.len);
+        if (task.len) child[task.len] = '/';
+        memcpy(child + at, n, n_len);
+        if (table_find(sc->t, child, at + n_len) >= 0) continue;
+        if (dirset_has(sc->dirs, child, at + n_len)) {
+            if ((e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) &&
+                push(found, nfound, found_cap, child, at + n_len) < 0)
+                *oom = 1;
+            continue;
+        }
+        *holds = 1;
+    }
+    closedir(d);
+}
+
+static void *scan_worker(void *arg) {
+    Scan *sc = arg;
+    Task *found = NULL;
+    size_t found_cap = 0;
+    pthread_mutex_lock(&sc->lock);
+    for (;;) {
+        while (sc->queued == 0 && sc->busy > 0) pthread_cond_wait(&sc->more, &sc->lock);
+        if (sc->queued == 0) break; /* nothing queued and nobody left to queue more */
+        Task task = sc->queue[--sc->queued];
+        sc->busy++;
+        pthread_mutex_unlock(&sc->lock);
+        size_t nfound = 0;
+        int holds = 0, oom = 0;
+        scan_one(sc, task, &found, &nfound, &found_cap, &holds, &oom);
+        pthread_mutex_lock(&sc->lock);
+        sc->failed |= oom;
+        for (size_t i = 0; i < nfound; i++) {
+            if (sc->queued == sc->queue_cap) {
+                size_t cap = sc->queue_cap * 2;
+                Task *grown = realloc(sc->queue, cap * sizeof *grown);
+                if (grown == NULL) {
+                    sc->failed = 1;
+                    free(found[i].path);
+                    continue;
+                }
+                sc->queue = grown;
+                sc->queue_cap = cap;
+            }
+            sc->queue[sc->queued++] = found[i];
+        }
+        if (holds && push(&sc->holding, &sc->held, &sc->holding_cap, task.path, task.len) < 0)
+            sc->failed = 1;
+        free(task.path);
+        sc->busy--;
+        pthread_cond_broadcast(&sc->more);
+    }
+    pthread_mutex_unlock(&sc->lock);
+    free(found);
+    return NULL;
+}
+
+PyDoc_STRVAR(
+    table_dirs_holding_others_doc,
+    "table_dirs_holding_others(root, table, threads) -> [dir, ...]\n\n"
+    "dirs_holding_others(root, table, the table's own directories), read in threads.");
+
+static PyObject *table_dirs_holding_others(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *root, *table;
+    int threads;
+    if (!PyArg_ParseTuple(args, "O&O!i", PyUnicode_FSConverter, &root, &TableType, &table,
+                          &threads))
+        return NULL;
+    if (threads < 1) threads = 1;
+    if (threads > 16) threads = 16;
+    DirSet dirs = {0};
+    Scan sc = {.t = (TableObject *)table, .dirs = &dirs};
+    PyObject *result = NULL;
+    pthread_mutex_init(&sc.lock, NULL);
+    pthread_cond_init(&sc.more, NULL);
+    sc.root = PyBytes_AS_STRING(root);
+    sc.root_len = (size_t)PyBytes_GET_SIZE(root);
+    while (sc.root_len > 1 && sc.root[sc.root_len - 1] == '/') sc.root_len--;
+    sc.queue_cap = 256;
+    sc.queue = malloc(sc.queue_cap * sizeof *sc.queue);
+    int built = sc.queue != NULL && dirset_build(&dirs, sc.t) == 0;
+    if (!built || push(&sc.queue, &sc.queued, &sc.queue_cap, "", 0) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    pthread_t tids[16];
+    int started[16] = {0};
+    Py_BEGIN_ALLOW_THREADS;
+    for (int i = 1; i < threads; i++)
+        started[i] = pthread_create(&tids[i], NULL, scan_worker, &sc) == 0;
+    scan_worker(&sc);
+    for (int i = 1; i < threads; i++)
+        if (started[i]) pthread_join(tids[i], NULL);
+    Py_END_ALLOW_THREADS;
+    if (sc.failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = PyList_New(0);
+    for (size_t i = 0; result != NULL && i < sc.held; i++) {
+        PyObject *dir = PyUnicode_DecodeFSDefaultAndSize(sc.holding[i].path,
+                                                         (Py_ssize_t)sc.holding[i].len);
+        if (dir == NULL || PyList_Append(result, dir) < 0) Py_CLEAR(result);
+        Py_XDECREF(dir);
+    }
+done:
+    for (size_t i = 0; i < sc.queued; i++) free(sc.queue[i].path);
+    for (size_t i = 0; i < sc.held; i++) free(sc.holding[i].path);
+    free(sc.queue);
+    free(sc.holding);
+    free(dirs.slots);
+    pthread_mutex_destroy(&sc.lock);
+    pthread_cond_destroy(&sc.more);
+    Py_DECREF(root);
+    return result;
+}
+
 static PyMethodDef native_methods[] = {
     {"parse_index", parse_index, METH_O, parse_index_doc},
     {"stat_pass", stat_pass, METH_VARARGS, stat_pass_doc},
     {"tree_facts", tree_facts, METH_O, tree_facts_doc},
     {"with_mode", with_mode, METH_VARARGS, with_mode_doc},
     {"dirs_holding_others", dirs_holding_others, METH_VARARGS, dirs_holding_others_doc},
+    {"table_dirs_holding_others", table_dirs_holding_others, METH_VARARGS,
+     table_dirs_holding_others_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -710,7 +710,12 @@ class _Analysis:
         """
         target_paths, target_dirs, view = self.target_paths, self.target_dirs, self.view
         holding: set[str] = set()
-        if accel.native is not None:
+        if accel.native is not None and isinstance(target_paths, accel.native.Table):
+            # The target is the index itself: its directories are the Table's, and the reads
+            # run in threads without the interpreter.
+            found = accel.native.table_dirs_holding_others(view.root, target_paths, accel.threads())
+            holding.update(found)
+        elif accel.native is not None:
             holding.update(accel.native.dirs_holding_others(view.root, target_paths, target_dirs))
         for d in () if accel.native is not None else (*target_dirs, ""):
             if not view.is_dir(d):

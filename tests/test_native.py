@@ -539,7 +539,27 @@ def test_dirs_holding_others_equals_the_python_listing(
     assert _analysis_over(root, tracked)._dirs_holding_others() == expected
     over_table = _analysis_over(root, tracked)
     over_table.target_paths = table  # looked up by bytes, without a str per name
-    assert over_table._dirs_holding_others() == expected
+    assert over_table._dirs_holding_others() == expected  # (the threaded scan)
+    assert accel.native is not None
+    for threads in (1, 2, 3):
+        found = accel.native.table_dirs_holding_others(str(root), table, threads)
+        assert len(found) == len(set(found))
+        assert set(found) | _ancestors(found) == expected, threads
+    assert (
+        set(accel.native.dirs_holding_others(str(root), table, tree_dirs(tracked)))
+        | _ancestors(accel.native.dirs_holding_others(str(root), table, tree_dirs(tracked)))
+        == expected
+    )
+
+
+def _ancestors(dirs: list[str]) -> set[str]:
+    out = set()
+    for d in dirs:
+        while d:
+            d = d.rpartition("/")[0]
+            if d:
+                out.add(d)
+    return out
 
 
 def _analysis_over(root: Path, tracked: list[str]) -> _Analysis:
