@@ -25,7 +25,7 @@ from gitsafe.index_stat import (
     pack_stat,
     set_stat,
 )
-from gitsafe.plan import TreeFiles, WorkTreeChanges
+from gitsafe.plan import TreeFiles, WorkTreeChanges, gitlinks
 from gitsafe.repository import state_path
 from gitsafe.safetree import NotInTree, SafeTree
 
@@ -78,13 +78,14 @@ def reset_worktree(
         # (a tracked directory the target turns into a gitlink): git's checkout recreates it.
         if changes.deletes or changes.vanished:
             writing = set(changes.writes)
-            for path, (mode, _oid) in target.items():
-                if mode == MODE_GITLINK and path not in writing and tree.lstat(path) is None:
+            for path in gitlinks(target):
+                if path not in writing and tree.lstat(path) is None:
                     tree.mkdir(path)
         # Files are smudged by the target's attributes, as git's checkout reads them from the
         # new index: load the target into the in-memory index (libgit2 falls back to it when a
         # .gitattributes file is absent) and write the .gitattributes files first.
-        if changes.writes:
+        loaded = bool(changes.writes)
+        if loaded:
             repo.index.read_tree(target_tree)
         writes = sorted(changes.writes, key=lambda p: (not p.endswith(".gitattributes"), p))
         for path in writes:
@@ -101,7 +102,7 @@ def reset_worktree(
                     ) from e
                 raise GitsafeError(f"cannot write {path}: {e.strerror}", path=path) from e
     if changes.writes or changes.verified or changes.deletes or not changes.index_current:
-        write_index(repo, root, target_tree, target, changes.writes, changes.verified)
+        write_index(repo, root, target_tree, target, changes.writes, changes.verified, loaded)
 
 
 def write_index(
@@ -111,6 +112,7 @@ def write_index(
     target: TreeFiles,
     written: list[str],
     verified: dict[str, bytes],
+    loaded: bool = False,
 ) -> None:
     """Index = target tree; written and verified entries carry fresh stat data.
 
@@ -119,7 +121,8 @@ def write_index(
     verified file gets the stat data it had when it was hashed; a written one, its new data.
     """
     index = repo.index
-    index.read_tree(target_tree)
+    if not loaded:  # (True: the in-memory index already holds the target tree, and nothing since)
+        index.read_tree(target_tree)
     prefix = root.rstrip("/") + "/"
     refresh: dict[str, bytes | None] = dict(verified)
     for path in written:

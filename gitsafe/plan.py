@@ -151,6 +151,17 @@ class IndexFiles(Mapping[str, Spec]):
             (p for p, spec in overlay.items() if spec is not None),
         )
 
+    def gitlinks(self) -> list[str]:
+        """Its submodule paths: the index's, as the overlay leaves them, and the overlay's."""
+        overlay = self._overlay
+        raw = self._raw
+        if accel.native is not None:
+            mine: list[str] = accel.native.with_mode(raw, MODE_GITLINK)
+        else:
+            mine = [p for p in raw if raw[p][0] == MODE_GITLINK]
+        kept = [p for p in mine if p not in overlay]
+        return kept + [p for p, spec in overlay.items() if spec and spec[0] == MODE_GITLINK]
+
     def dirs(self) -> set[str]:
         """Its leading directories (:func:`tree_dirs`); the index's own when nothing is laid over
         it.  Read-only."""
@@ -179,6 +190,13 @@ class IndexFiles(Mapping[str, Spec]):
 def index_files(index: IndexSnapshot) -> TreeFiles:
     """The stage-0 entries as tree files."""
     return IndexFiles(index.entries, {})
+
+
+def gitlinks(files: TreeFiles) -> list[str]:
+    """The submodule paths among ``files``, without going through every entry's ``Oid``."""
+    if isinstance(files, IndexFiles):
+        return files.gitlinks()
+    return [p for p, (mode, _oid) in files.items() if mode == MODE_GITLINK]
 
 
 def gitlink_paths(index: IndexSnapshot) -> list[str]:

@@ -27,7 +27,7 @@ from gitfixtures import (
 )
 
 import gitsafe
-from gitsafe import index_stat
+from gitsafe import index_stat, plan
 from gitsafe.index_stat import MODE_GITLINK
 from gitsafe.plan import files_near_index, flatten_tree, gitlink_paths, index_files
 
@@ -154,6 +154,9 @@ def test_tree_files_from_the_index_equal_the_flattened_trees(
         files, changed = files_near_index(repo, snap, tree, gitlinks)
         flat = flatten_tree(tree)
         assert files == flat
+        # The submodules among them, found without an Oid for every entry.
+        assert sorted(plan.gitlinks(files)) == sorted(plan.gitlinks(flat))
+        assert plan.gitlinks(flat) == [p for p, (m, _) in flat.items() if m == MODE_GITLINK]
         assert changed == {p for p in set(flat) | set(base) if flat.get(p) != base.get(p)}
 
 
