@@ -518,7 +518,7 @@ done:
 enum { CLEAN = 0, REST = 1, TOUCHED = 2 };
 
 typedef struct {
-    PyObject *path;   /* borrowed from the entries dict, which the caller keeps alive; or NULL */
+    PyObject *path;   /* for a dict: the key, owned (the dict may change while the GIL is out) */
     Py_ssize_t entry; /* for a Table: the entry's index */
     PyObject *owned;  /* for a dict: the path as file system bytes, owned */
     const char *name; /* the path's bytes (in owned or in the Table) */
@@ -758,7 +758,7 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
             if (it->owned == NULL) goto done;
             it->name = PyBytes_AS_STRING(it->owned);
             it->name_len = PyBytes_GET_SIZE(it->owned);
-            it->path = path;
+            it->path = Py_NewRef(path);
             it->mode = (uint32_t)mode;
             count++;
         }
@@ -812,7 +812,10 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
     result = PyTuple_Pack(2, rest, touched);
 done:
     if (items != NULL)
-        for (Py_ssize_t i = 0; i < count; i++) Py_XDECREF(items[i].owned);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            Py_XDECREF(items[i].owned);
+            Py_XDECREF(items[i].path);
+        }
     PyMem_Free(items);
     free(in_near);
     Py_XDECREF(rest);
