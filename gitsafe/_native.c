@@ -247,7 +247,11 @@ static PyObject *entry_value(const TEntry *e) {
 static Py_ssize_t table_lookup(const TableObject *t, PyObject *path) {
     if (!PyUnicode_Check(path)) return -1;
     PyObject *b = PyUnicode_EncodeFSDefault(path);
-    if (b == NULL) return -1;
+    if (b == NULL) {
+        /* A str no file name can be (a lone surrogate): not a key, as in a dict. */
+        if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) PyErr_Clear();
+        return -1;
+    }
     Py_ssize_t k = table_find(t, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
     Py_DECREF(b);
     return k;
@@ -537,10 +541,8 @@ typedef struct {
     int filemode;
 } Chunk;
 
-/* Python's int(float seconds) as pack_stat computes it: truncation toward zero. */
-static long long whole_seconds(const struct timespec *t) {
-    return (t->tv_sec < 0 && t->tv_nsec > 0) ? (long long)t->tv_sec + 1 : (long long)t->tv_sec;
-}
+/* The seconds git records: tv_sec (pack_stat uses st_mtime_ns // 10**9, the same). */
+static long long whole_seconds(const struct timespec *t) { return (long long)t->tv_sec; }
 
 static void pack(unsigned char *out, const struct stat *s, uint32_t mode) {
     int32_t c_sec = (int32_t)(whole_seconds(&s->st_ctim) & 0x7FFFFFFF);
@@ -648,6 +650,7 @@ static void *scan_chunk(void *arg) {
                    it->key[2] == (long long)(s.st_ino & U32) &&
                    it->key[3] == (long long)((unsigned long long)s.st_size & U32) &&
                    it->key[4] == (long long)s.st_uid && it->key[5] == (long long)s.st_gid &&
+                   !(it->key[3] == 0 && s.st_size != 0) && /* smudged by git's racy check */
                    it->key[0] < c->index_mtime_ns;
         if (same) {
             it->result = CLEAN;
@@ -837,9 +840,13 @@ static int add_with_ancestors(PyObject *dirs, PyObject *dir) {
     Py_INCREF(dir);
     for (;;) {
         int has = PySet_Contains(dirs, dir);
-        if (has != 0 || PySet_Add(dirs, dir) < 0) {
+        if (has != 0) {
             Py_DECREF(dir);
             return has < 0 ? -1 : 0;
+        }
+        if (PySet_Add(dirs, dir) < 0) {
+            Py_DECREF(dir);
+            return -1;
         }
         Py_ssize_t cut = last_slash(dir);
         if (cut == -2) {
@@ -882,8 +889,8 @@ static PyObject *tree_facts_table(TableObject *t) {
             }
             Py_DECREF(path);
         }
-        if (cut == 0) continue;
-        cut--; /* the parent, without its slash */
+        if (cut <= 1) continue; /* no parent ("x"), or an empty one ("/x") */
+        cut--;                  /* the parent, without its slash */
         if (previous != NULL && previous_len == cut && memcmp(previous, p, cut) == 0) continue;
         PyObject *parent = PyUnicode_DecodeFSDefaultAndSize(p, (Py_ssize_t)cut);
         int bad = parent == NULL || add_with_ancestors(dirs, parent) < 0;
@@ -1005,63 +1012,69 @@ typedef struct {
 
 /* Read directory ``fd`` (``dir`` relative to the top, "" for the top, its bytes the first
  * ``len`` of w->path; fd is consumed). */
+/* The failures that mean "no directory of ours here" (gone, a file, a symlink): anything
+ * else (EACCES, EMFILE, EIO, ...) makes the scan raise, and the caller falls back to listing
+ * in Python, which fails or succeeds as the walk itself would. */
+static int not_a_directory(int err) { return err == ENOENT || err == ENOTDIR || err == ELOOP; }
+
+/* Read directory ``fd`` (``dir`` relative to the top, "" for the top, its bytes the first
+ * ``len`` of w->path; fd is consumed).  -1 with an exception set on any failure. */
 static int walk_dir(Walk *w, int fd, PyObject *dir, size_t len) {
     DIR *d = fdopendir(fd);
     if (d == NULL) {
+        PyErr_SetFromErrno(PyExc_OSError);
         close(fd);
-        return PyList_Append(w->holding, dir); /* the walk proper finds out and says so */
+        return -1;
     }
     int rc = -1, holding = 0;
     for (;;) {
         errno = 0;
         struct dirent *e = readdir(d);
-        if (e == NULL) break;
+        if (e == NULL) {
+            if (errno != 0) {
+                PyErr_SetFromErrno(PyExc_OSError);
+                goto done;
+            }
+            break;
+        }
         const char *n = e->d_name;
         if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) continue;
         if (strcmp(n, ".git") == 0) continue; /* never listed by git */
         size_t n_len = strlen(n), at = len ? len + 1 : 0;
         if (at + n_len >= sizeof w->path) {
-            /* Too deep for the buffer: let the walk proper look. */
-            if (!holding && PyList_Append(w->holding, dir) < 0) goto done;
-            holding = 1;
-            continue;
+            PyErr_SetString(PyExc_OSError, "path too long for the native scan");
+            goto done;
         }
         if (len) w->path[len] = '/';
         memcpy(w->path + at, n, n_len);
-        int tracked;
-        PyObject *path = NULL;
-        if (w->table != NULL) {
-            tracked = table_find(w->table, w->path, at + n_len) >= 0;
-        } else {
-            path = PyUnicode_DecodeFSDefaultAndSize(w->path, (Py_ssize_t)(at + n_len));
-            if (path == NULL) goto done;
-            tracked = PySequence_Contains(w->tracked, path);
-        }
-        if (tracked == 1) {
-            Py_XDECREF(path);
-            continue;
-        }
-        if (path == NULL) path = PyUnicode_DecodeFSDefaultAndSize(w->path, (Py_ssize_t)(at + n_len));
-        int is_dir = (path != NULL && tracked == 0) ? PySet_Contains(w->tracked_dirs, path) : -1;
-        if (is_dir < 0) {
-            Py_XDECREF(path);
+        PyObject *path = PyUnicode_DecodeFSDefaultAndSize(w->path, (Py_ssize_t)(at + n_len));
+        if (path == NULL) goto done;
+        /* A tracked directory first: a name can be both (a crafted index), and the listing in
+         * Python enters every tracked directory. */
+        int is_dir = PySet_Contains(w->tracked_dirs, path);
+        int tracked = is_dir == 0 ? (w->table != NULL
+                                         ? table_find(w->table, w->path, at + n_len) >= 0
+                                         : PySequence_Contains(w->tracked, path))
+                                  : 0;
+        if (is_dir < 0 || tracked < 0) {
+            Py_DECREF(path);
             goto done;
         }
         if (is_dir) {
             /* Into real directories only, never through a symlink (O_NOFOLLOW). */
-            int sub = -1, failed = 0;
             if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) {
-                sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                /* Not a directory (or a symlink, or gone): nothing of the clean's below.  Any
-                 * other failure (EACCES): let the walk proper list it, and fail as it fails. */
-                failed = sub < 0 && errno != ENOENT && errno != ENOTDIR && errno != ELOOP;
+                int sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0 && !not_a_directory(errno)) {
+                    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+                    Py_DECREF(path);
+                    goto done;
+                }
+                if (sub >= 0 && walk_dir(w, sub, path, at + n_len) < 0) {
+                    Py_DECREF(path);
+                    goto done;
+                }
             }
-            if ((sub >= 0 && walk_dir(w, sub, path, at + n_len) < 0) ||
-                (failed && PyList_Append(w->holding, path) < 0)) {
-                Py_DECREF(path);
-                goto done;
-            }
-        } else if (!holding) {
+        } else if (!tracked && !holding) {
             holding = 1;
             if (PyList_Append(w->holding, dir) < 0) {
                 Py_DECREF(path);
@@ -1102,7 +1115,10 @@ static PyObject *dirs_holding_others(PyObject *self, PyObject *args) {
     if (w->holding == NULL || top == NULL) goto done;
     int fd = open(PyBytes_AS_STRING(root), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        result = Py_NewRef(w->holding);
+        if (not_a_directory(errno))
+            result = Py_NewRef(w->holding); /* no top directory: nothing to list */
+        else
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, root);
         goto done;
     }
     if (walk_dir(w, fd, top, 0) == 0) result = Py_NewRef(w->holding);
@@ -1182,7 +1198,7 @@ typedef struct {
     pthread_cond_t more;
     Task *queue, *holding;
     size_t queued, queue_cap, held, holding_cap;
-    int busy, failed;
+    int busy, failed; /* failed: the errno of the first failure, 0 for none */
     const TableObject *t;
     const DirSet *dirs;
     const char *root;
@@ -1205,12 +1221,13 @@ static int push(Task **list, size_t *len, size_t *cap, const char *path, size_t 
     return 0;
 }
 
-/* Read one directory: queue its tracked subdirectories, note it if it holds anything else. */
+/* Read one directory: queue its tracked subdirectories, note it if it holds anything else.
+ * *failed gets the errno of a failure the one-thread scan would raise for (0: none). */
 static void scan_one(Scan *sc, Task task, Task **found, size_t *nfound, size_t *found_cap,
-                     int *holds, int *oom) {
+                     int *holds, int *failed) {
     char full[PATH_BYTES * 2];
     if (sc->root_len + 1 + task.len >= sizeof full) {
-        *holds = 1;
+        *failed = ENAMETOOLONG;
         return;
     }
     memcpy(full, sc->root, sc->root_len);
@@ -1218,38 +1235,41 @@ static void scan_one(Scan *sc, Task task, Task **found, size_t *nfound, size_t *
     memcpy(full + sc->root_len + 1, task.path, task.len + 1);
     int fd = open(task.len ? full : sc->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        /* As the one-thread scan: gone, a symlink or a file now: nothing below for the clean;
-         * anything else (EACCES): the walk proper looks, and fails as it fails. */
-        *holds = errno != ENOENT && errno != ENOTDIR && errno != ELOOP;
+        if (!not_a_directory(errno)) *failed = errno;
         return;
     }
     DIR *d = fdopendir(fd);
     if (d == NULL) {
+        *failed = errno ? errno : EIO;
         close(fd);
-        *holds = 1;
         return;
     }
     char child[PATH_BYTES];
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (e == NULL) {
+            if (errno != 0) *failed = errno;
+            break;
+        }
         const char *n = e->d_name;
         if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) continue;
         if (strcmp(n, ".git") == 0) continue; /* never listed by git */
         size_t n_len = strlen(n), at = task.len ? task.len + 1 : 0;
         if (at + n_len >= sizeof child) {
-            *holds = 1;
-            continue;
+            *failed = ENAMETOOLONG;
+            break;
         }
         memcpy(child, task.path, task.len);
         if (task.len) child[task.len] = '/';
         memcpy(child + at, n, n_len);
-        if (table_find(sc->t, child, at + n_len) >= 0) continue;
-        if (dirset_has(sc->dirs, child, at + n_len)) {
+        if (dirset_has(sc->dirs, child, at + n_len)) { /* tracked directories first, as above */
             if ((e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) &&
                 push(found, nfound, found_cap, child, at + n_len) < 0)
-                *oom = 1;
+                *failed = ENOMEM;
             continue;
         }
+        if (table_find(sc->t, child, at + n_len) >= 0) continue;
         *holds = 1;
     }
     closedir(d);
@@ -1267,16 +1287,16 @@ static void *scan_worker(void *arg) {
         sc->busy++;
         pthread_mutex_unlock(&sc->lock);
         size_t nfound = 0;
-        int holds = 0, oom = 0;
-        scan_one(sc, task, &found, &nfound, &found_cap, &holds, &oom);
+        int holds = 0, failed = 0;
+        scan_one(sc, task, &found, &nfound, &found_cap, &holds, &failed);
         pthread_mutex_lock(&sc->lock);
-        sc->failed |= oom;
+        if (failed && !sc->failed) sc->failed = failed;
         for (size_t i = 0; i < nfound; i++) {
             if (sc->queued == sc->queue_cap) {
                 size_t cap = sc->queue_cap * 2;
                 Task *grown = realloc(sc->queue, cap * sizeof *grown);
                 if (grown == NULL) {
-                    sc->failed = 1;
+                    sc->failed = ENOMEM;
                     free(found[i].path);
                     continue;
                 }
@@ -1286,7 +1306,7 @@ static void *scan_worker(void *arg) {
             sc->queue[sc->queued++] = found[i];
         }
         if (holds && push(&sc->holding, &sc->held, &sc->holding_cap, task.path, task.len) < 0)
-            sc->failed = 1;
+            sc->failed = ENOMEM;
         free(task.path);
         sc->busy--;
         pthread_cond_broadcast(&sc->more);
@@ -1335,7 +1355,8 @@ static PyObject *table_dirs_holding_others(PyObject *self, PyObject *args) {
         if (started[i]) pthread_join(tids[i], NULL);
     Py_END_ALLOW_THREADS;
     if (sc.failed) {
-        PyErr_NoMemory();
+        errno = sc.failed;
+        PyErr_SetFromErrno(sc.failed == ENOMEM ? PyExc_MemoryError : PyExc_OSError);
         goto done;
     }
     result = PyList_New(0);

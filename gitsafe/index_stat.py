@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat as st
 import struct
 import sys
@@ -66,9 +67,9 @@ class IndexSnapshot:
         """
         c_sec, c_nsec, m_sec, m_nsec, _dev, ino, uid, gid, size = entry.stat
         if (
-            m_sec != (int(lst.st_mtime) & _U32)
+            m_sec != ((lst.st_mtime_ns // _NS) & _U32)
             or m_nsec != lst.st_mtime_ns % 1_000_000_000
-            or c_sec != (int(lst.st_ctime) & _U32)
+            or c_sec != ((lst.st_ctime_ns // _NS) & _U32)
             or c_nsec != lst.st_ctime_ns % 1_000_000_000
             or ino != (lst.st_ino & _U32)
             or uid != (lst.st_uid & _U32)
@@ -101,8 +102,8 @@ class IndexSnapshot:
         ):
             return True
         return (
-            m_sec != (int(lst.st_mtime) & _U32)
-            or c_sec != (int(lst.st_ctime) & _U32)
+            m_sec != ((lst.st_mtime_ns // _NS) & _U32)
+            or c_sec != ((lst.st_ctime_ns // _NS) & _U32)
             or ino != (lst.st_ino & _U32)
             or uid != (lst.st_uid & _U32)
             or gid != (lst.st_gid & _U32)
@@ -313,11 +314,11 @@ def _read_through_libgit2(
     return entries, staged, skip_worktree, marked
 
 
-def _extensions(data: bytes, end: int) -> tuple[bytes | None, bool]:
+def _extensions(data: bytes, end: int) -> tuple[tuple[bytes, int] | None, bool]:
     """The extensions after the entries: the cache-tree's root id (None unless valid), and
     whether the entries parsed are the whole index (False: a required extension such as a
     split index's ``link`` or a sparse index's ``sdir``, or a malformed block)."""
-    root: bytes | None = None
+    root: tuple[bytes, int] | None = None
     pos, stop = end, len(data) - 20
     while pos + 8 <= stop:
         signature = data[pos : pos + 4]
@@ -333,20 +334,21 @@ def _extensions(data: bytes, end: int) -> tuple[bytes | None, bool]:
     return root, pos == stop
 
 
-def _cache_tree_root(body: bytes) -> bytes | None:
-    """The root entry of a TREE extension: the id of the tree the whole index equals, when git
-    (or libgit2) recorded one and nothing has invalidated it since (entry count -1)."""
+_CACHE_TREE_COUNTS = re.compile(rb"(-1|0|[1-9][0-9]{0,9}) (0|[1-9][0-9]{0,9})")
+
+
+def _cache_tree_root(body: bytes) -> tuple[bytes, int] | None:
+    """The root entry of a TREE extension: the id of the tree the whole index equals and the
+    number of entries it covers, when git (or libgit2) recorded one and nothing has
+    invalidated it since (entry count -1).  Read as strictly as git reads it: any other shape
+    and the cache-tree is ignored."""
     newline = body.find(b"\n")
     if not body.startswith(b"\0") or newline < 0:
         return None
-    fields = body[1:newline].split(b" ")
-    try:
-        count = int(fields[0])
-    except ValueError:
+    counts = _CACHE_TREE_COUNTS.fullmatch(body, 1, newline)
+    if counts is None or counts.group(1) == b"-1" or len(body) < newline + 21:
         return None
-    if count < 0 or len(body) < newline + 21:
-        return None
-    return body[newline + 1 : newline + 21]
+    return body[newline + 1 : newline + 21], int(counts.group(1))
 
 
 def _checksum_ok(data: bytes) -> bool:
@@ -372,10 +374,12 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     parsed = parse(data) if _checksum_ok(data) else None
     tree_root: bytes | None = None
     if parsed is not None:
-        tree_root, whole = _extensions(data, parsed[4])
+        cache_tree, whole = _extensions(data, parsed[4])
         count = int.from_bytes(data[8:12], "big")
         if not whole or len(parsed[0]) + len(parsed[1]) != count:
-            parsed, tree_root = None, None  # duplicate paths, or entries kept elsewhere
+            parsed = None  # duplicate paths, or entries kept elsewhere
+        elif cache_tree is not None and cache_tree[1] == count and not parsed[1]:
+            tree_root = cache_tree[0]  # it covers every entry, as git writes it
     raw: Mapping[str, RawEntry]
     if parsed is None:
         index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
@@ -398,9 +402,9 @@ _PACKED = struct.Struct("=iIiIIIIIII")
 def pack_stat(lst: os.stat_result, mode: int) -> bytes:
     """``lst`` as the entry for a file of git mode ``mode`` will cache it."""
     return _PACKED.pack(
-        int(lst.st_ctime) & 0x7FFFFFFF,
+        (lst.st_ctime_ns // _NS) & 0x7FFFFFFF,
         lst.st_ctime_ns % _NS,
-        int(lst.st_mtime) & 0x7FFFFFFF,
+        (lst.st_mtime_ns // _NS) & 0x7FFFFFFF,
         lst.st_mtime_ns % _NS,
         lst.st_dev & _U32,
         lst.st_ino & _U32,

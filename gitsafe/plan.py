@@ -578,6 +578,7 @@ class _Analysis:
                     lst.st_gid,
                 )
                 or key[0] >= index_mtime_ns  # racily clean: only content can tell
+                or (key[3] == 0 and lst.st_size != 0)  # smudged by git's racy-entry check
             ):
                 # Touched but perhaps not changed (a build, a copy, a restore): same type and
                 # exec bit and the same bytes mean no dirt and no rewrite, as the full analysis
@@ -727,29 +728,42 @@ class _Analysis:
         finding them costs one listing of each directory, as git's own walk does.
         """
         target_paths, target_dirs, view = self.target_paths, self.target_dirs, self.view
-        holding: set[str] = set()
-        if accel.native is not None and isinstance(target_paths, accel.native.Table):
-            # The target is the index itself: its directories are the Table's, and the reads
-            # run in threads without the interpreter.
-            found = accel.native.table_dirs_holding_others(view.root, target_paths, accel.threads())
-            holding.update(found)
-        elif accel.native is not None:
-            holding.update(accel.native.dirs_holding_others(view.root, target_paths, target_dirs))
-        for d in () if accel.native is not None else (*target_dirs, ""):
-            if not view.is_dir(d):
-                continue
-            prefix = f"{d}/" if d else ""
-            for name in os.listdir(view.abspath(d)):
-                path = prefix + name
-                if path not in target_paths and path not in target_dirs and name != ".git":
-                    holding.add(d)
-                    break
+        holding = self._dirs_holding_others_native()
+        if holding is None:
+            holding = set()
+            for d in (*target_dirs, ""):
+                if not view.is_dir(d):
+                    continue
+                prefix = f"{d}/" if d else ""
+                for name in os.listdir(view.abspath(d)):
+                    path = prefix + name
+                    if path not in target_paths and path not in target_dirs and name != ".git":
+                        holding.add(d)
+                        break
         for d in list(holding):
             parent = d.rpartition("/")[0]
             while parent and parent not in holding:
                 holding.add(parent)
                 parent = parent.rpartition("/")[0]
         return holding
+
+    def _dirs_holding_others_native(self) -> set[str] | None:
+        """:meth:`_dirs_holding_others` by the C extension; None where the Python listing must
+        decide: no extension, or a failure the C scan does not judge (EACCES, EMFILE, EIO, a
+        path too long for its buffers), which the listing then meets as the walk would."""
+        if accel.native is None:
+            return None
+        root, target_paths = self.view.root, self.target_paths
+        try:
+            if isinstance(target_paths, accel.native.Table):
+                # The target is the index itself: its directories are the Table's, and the
+                # reads run in threads without the interpreter.
+                found = accel.native.table_dirs_holding_others(root, target_paths, accel.threads())
+            else:
+                found = accel.native.dirs_holding_others(root, target_paths, self.target_dirs)
+        except OSError:
+            return None
+        return set(found)
 
     def _walk(
         self,

@@ -9,6 +9,7 @@ shortcut is checked here against the long way or against git.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -208,10 +209,8 @@ def test_an_index_with_a_bad_checksum_or_a_required_extension_goes_to_libgit2(
     assert index_stat._checksum_ok(data)
     entries = index_stat._parse(data)
     assert entries is not None
-    assert index_stat._extensions(data, entries[4]) == (
-        repo.revparse_single("HEAD").peel(pygit2.Commit).tree.id.raw,
-        True,
-    )
+    head_tree = repo.revparse_single("HEAD").peel(pygit2.Commit).tree
+    assert index_stat._extensions(data, entries[4]) == ((head_tree.id.raw, len(entries[0])), True)
     # A required extension (lower-case signature, as a split index's "link") or a block that
     # runs past the checksum: the parsed entries are not the whole index.
     link = data[: entries[4]] + b"link" + (4).to_bytes(4, "big") + b"\0" * 4 + b"\0" * 20
@@ -228,6 +227,36 @@ def test_an_index_with_a_bad_checksum_or_a_required_extension_goes_to_libgit2(
     report = gitsafe.doctor(deploy)
     assert report.outcome == "refused", report.error
     assert "index is unreadable" in (report.error or {}).get("message", "")
+
+
+def test_a_cache_tree_is_trusted_only_in_the_shape_git_writes_and_only_if_it_covers_all(
+    origin: Origin, tmp_path: Path
+) -> None:
+    oid = b"\x11" * 20
+    assert index_stat._cache_tree_root(b"\0" + b"3 1\n" + oid) == (oid, 3)
+    for counts in (b"-1 0", b"1_0 0", b"3", b"03 1", b" 3 1", b"3 1 ", b"+3 1", b"3 -1"):
+        assert index_stat._cache_tree_root(b"\0" + counts + b"\n" + oid) is None, counts
+    assert index_stat._cache_tree_root(b"\0" + b"3 1\n" + oid[:19]) is None  # cut short
+    # A root that covers fewer entries than the index holds (a tool that added one without
+    # invalidating it): not trusted.
+    deploy = origin.clone(tmp_path / "deploy")
+    index_file = Path(deploy, ".git", "index")
+    data = index_file.read_bytes()
+    entries = index_stat._parse(data)
+    assert entries is not None
+    count = len(entries[0])
+    tree_at = data.index(b"TREE", entries[4])
+    field = f"\0{count} ".encode()
+    assert data[tree_at + 8 : tree_at + 8 + len(field)] == field
+    fewer = f"\0{count - 1} ".encode().rjust(len(field), b"\0")
+    assert len(str(count - 1)) == len(str(count)), "pick a template with a stable digit count"
+    forged = data[: tree_at + 8] + fewer + data[tree_at + 8 + len(field) : -20]
+    forged += hashlib.sha1(forged).digest()
+    index_file.write_bytes(forged)
+    repo = pygit2.Repository(str(deploy))
+    assert index_stat.read_index(repo, str(index_file)).tree_root is None
+    index_file.write_bytes(data)
+    assert index_stat.read_index(repo, str(index_file)).tree_root is not None
 
 
 def test_unmodified_files_behind_a_symlinked_directory_are_not_trusted(

@@ -11,6 +11,7 @@ whole pull (test_property_differential.py) runs half its examples on each implem
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shlex
@@ -571,3 +572,77 @@ def _analysis_over(root: Path, tracked: list[str]) -> _Analysis:
     a.target_paths = files.keys()
     a.target_dirs = tree_dirs(files)
     return a
+
+
+# -- what a review found -------------------------------------------------------------------
+
+
+def _index_bytes(paths: list[str]) -> bytes:
+    """A version-2 index naming ``paths`` (as given, even where git would refuse them)."""
+    out = b"DIRC" + (2).to_bytes(4, "big") + len(paths).to_bytes(4, "big")
+    for path in paths:
+        name = os.fsencode(path)
+        entry = b"\0" * 24 + (0o100644).to_bytes(4, "big") + b"\0" * 12 + b"\1" * 20
+        entry += min(len(name), 0xFFF).to_bytes(2, "big") + name
+        out += entry + b"\0" * (8 - (len(entry) % 8))
+    return out + hashlib.sha1(out).digest()
+
+
+@native
+def test_odd_paths_give_the_same_facts_from_the_table_and_from_python() -> None:
+    paths = ["/x", "a//b", "a/./c", "a/../d", "e/", "\udcff/f", "g"]
+    parsed = index_stat._parse_native(_index_bytes(paths))
+    assert parsed is not None and accel.native is not None
+    table = parsed[0]
+    assert sorted(table) == sorted(paths)
+    assert accel.native.tree_facts(table) == _python_facts(paths)
+    assert "\ud800" not in table and table.get("\ud800") is None  # no file name: not a key
+
+
+@native
+def test_a_name_both_tracked_and_a_tracked_directory_is_entered(tmp_path: Path) -> None:
+    """A crafted index can hold "a" and "a/b"; the Python listing enters every tracked
+    directory, so the C scans must too."""
+    root = tmp_path / "r"
+    write(root, "a/b", "b\n")
+    write(root, "a/junk", "untracked\n")
+    parsed = index_stat._parse_native(_index_bytes(["a", "a/b"]))
+    assert parsed is not None and accel.native is not None
+    table = parsed[0]
+    dirs = tree_dirs(["a", "a/b"])
+    assert accel.native.dirs_holding_others(str(root), table, dirs) == ["a"]
+    assert accel.native.dirs_holding_others(str(root), {"a": 1, "a/b": 1}, dirs) == ["a"]
+    assert accel.native.table_dirs_holding_others(str(root), table, 2) == ["a"]
+
+
+@native
+def test_running_out_of_file_descriptors_falls_back_to_the_python_listing(
+    tmp_path: Path,
+) -> None:
+    """A failure the C scan cannot judge (here EMFILE, a hundred directories deep) must not
+    hide a directory: it raises, and the plan lists in Python instead."""
+    root = tmp_path / "r"
+    deep = "/".join(f"d{i}" for i in range(100))
+    write(root, f"{deep}/tracked", "t\n")
+    write(root, f"{deep}/junk", "untracked\n")
+    code = f"""
+import resource, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_native import _analysis_over
+from gitsafe import accel
+tracked = [{deep + "/tracked"!r}]
+resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+fast = _analysis_over(__import__("pathlib").Path({str(root)!r}), tracked)
+assert accel.native is not None
+try:
+    accel.native.dirs_holding_others({str(root)!r}, fast.target_paths, fast.target_dirs)
+except OSError as e:
+    print("raised", e.errno)
+got = fast._dirs_holding_others()
+print(sorted(got) == sorted({{"/".join(f"d{{i}}" for i in range(k)) for k in range(1, 101)}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0] == "raised 24"  # EMFILE
+    assert out[1] == "True"
