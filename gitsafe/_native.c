@@ -129,7 +129,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     TEntry *entries;
-    Py_ssize_t n, cap, live;
+    Py_ssize_t n, cap; /* n entries, one per path */
     char *names;
     size_t names_len, names_cap;
     uint32_t *slots; /* open addressing: entry index + 1, 0 empty */
@@ -187,7 +187,7 @@ static void fill_entry(TEntry *x, const unsigned char *e) {
 /* Add an entry from the index file's record e.  A path listed again keeps its first place and
  * takes the later values, as assigning to a dict does. */
 static int table_add(TableObject *t, const unsigned char *e, const char *name, size_t n) {
-    if ((size_t)(t->live + 1) * 2 > t->nslots &&
+    if ((size_t)(t->n + 1) * 2 > t->nslots &&
         table_rehash(t, t->nslots ? t->nslots * 2 : 2048) < 0)
         return -1;
     size_t mask = t->nslots - 1, i = (size_t)hash_bytes(name, n) & mask;
@@ -224,7 +224,6 @@ static int table_add(TableObject *t, const unsigned char *e, const char *name, s
     t->names_len += n;
     t->slots[i] = (uint32_t)t->n + 1;
     t->n++;
-    t->live++;
     return 0;
 }
 
@@ -257,7 +256,7 @@ static Py_ssize_t table_lookup(const TableObject *t, PyObject *path) {
     return k;
 }
 
-static Py_ssize_t table_length(PyObject *self) { return ((TableObject *)self)->live; }
+static Py_ssize_t table_length(PyObject *self) { return ((TableObject *)self)->n; }
 
 static PyObject *table_subscript(PyObject *self, PyObject *path) {
     TableObject *t = (TableObject *)self;
@@ -372,7 +371,7 @@ static TableObject *table_new(void) {
     TableObject *t = PyObject_New(TableObject, &TableType);
     if (t == NULL) return NULL;
     t->entries = NULL;
-    t->n = t->cap = t->live = 0;
+    t->n = t->cap = 0;
     t->names = NULL;
     t->names_len = t->names_cap = 0;
     t->slots = NULL;
@@ -541,12 +540,10 @@ typedef struct {
     int filemode;
 } Chunk;
 
-/* The seconds git records: tv_sec (pack_stat uses st_mtime_ns // 10**9, the same). */
-static long long whole_seconds(const struct timespec *t) { return (long long)t->tv_sec; }
-
+/* index_stat.pack_stat in C; seconds are tv_sec, as git records them. */
 static void pack(unsigned char *out, const struct stat *s, uint32_t mode) {
-    int32_t c_sec = (int32_t)(whole_seconds(&s->st_ctim) & 0x7FFFFFFF);
-    int32_t m_sec = (int32_t)(whole_seconds(&s->st_mtim) & 0x7FFFFFFF);
+    int32_t c_sec = (int32_t)((long long)s->st_ctim.tv_sec & 0x7FFFFFFF);
+    int32_t m_sec = (int32_t)((long long)s->st_mtim.tv_sec & 0x7FFFFFFF);
     uint32_t fields[10] = {
         (uint32_t)c_sec,          (uint32_t)s->st_ctim.tv_nsec,
         (uint32_t)m_sec,          (uint32_t)s->st_mtim.tv_nsec,

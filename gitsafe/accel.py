@@ -36,5 +36,5 @@ def threads() -> int:
 
 
 def describe() -> str:
-    """For ``--version`` and the docs: which scan this process uses."""
+    """Which scan this process uses, in words (for diagnostics and the tests)."""
     return "native scan" if native is not None else "pure-Python scan"

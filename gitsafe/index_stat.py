@@ -146,6 +146,13 @@ class Entries(Mapping[str, Entry]):
             assert self._dirs is not None
         return self._dirs
 
+    def gitlinks(self) -> list[str]:
+        """The submodule entries' paths."""
+        if accel.native is not None:
+            paths: list[str] = accel.native.with_mode(self.raw, MODE_GITLINK)
+            return paths
+        return [p for p, (mode, _oid, _key) in self.raw.items() if mode == MODE_GITLINK]
+
     def _find_facts(self) -> None:
         if accel.native is not None:
             self._dirs, self._attributes = accel.native.tree_facts(self.raw)

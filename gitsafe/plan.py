@@ -154,12 +154,7 @@ class IndexFiles(Mapping[str, Spec]):
     def gitlinks(self) -> list[str]:
         """Its submodule paths: the index's, as the overlay leaves them, and the overlay's."""
         overlay = self._overlay
-        raw = self._raw
-        if accel.native is not None:
-            mine: list[str] = accel.native.with_mode(raw, MODE_GITLINK)
-        else:
-            mine = [p for p in raw if raw[p][0] == MODE_GITLINK]
-        kept = [p for p in mine if p not in overlay]
+        kept = [p for p in self._entries.gitlinks() if p not in overlay]
         return kept + [p for p, spec in overlay.items() if spec and spec[0] == MODE_GITLINK]
 
     def dirs(self) -> set[str]:
@@ -201,10 +196,7 @@ def gitlinks(files: TreeFiles) -> list[str]:
 
 def gitlink_paths(index: IndexSnapshot) -> list[str]:
     """The submodule entries of the index."""
-    if accel.native is not None:
-        paths: list[str] = accel.native.with_mode(index.entries.raw, MODE_GITLINK)
-        return paths
-    return [p for p, (mode, _oid, _key) in index.entries.raw.items() if mode == MODE_GITLINK]
+    return index.entries.gitlinks()
 
 
 def files_near_index(
@@ -618,7 +610,7 @@ class _Analysis:
         if not self.plain_hash(path):
             return False
         try:
-            return pygit2.hashfile(os.path.join(self.view.root, path)).raw == oid
+            return pygit2.hashfile(self.view.abspath(path)).raw == oid
         except (OSError, pygit2.GitError):
             return False
 

@@ -66,18 +66,20 @@ def test_gitsafe_native_0_selects_the_pure_python_scan(tmp_path: Path) -> None:
 NAMES = st.sampled_from(["a", "b", "ab", "a.b", "é", "ü-x", "zz", "dir", "d i r", "x" * 90])
 
 
+def file_paths(names: st.SearchStrategy[str], max_size: int) -> st.SearchStrategy[list[str]]:
+    """Sorted file paths of up to four components, none a directory of another (git add
+    would refuse the pair)."""
+    return st.lists(
+        st.lists(names, min_size=1, max_size=4).map("/".join),
+        min_size=1,
+        max_size=max_size,
+        unique=True,
+    ).map(lambda paths: sorted(p for p in paths if not any(q.startswith(p + "/") for q in paths)))
+
+
 @st.composite
 def index_repos(draw: st.DrawFn) -> dict[str, object]:
-    paths = draw(
-        st.lists(
-            st.lists(NAMES, min_size=1, max_size=4).map("/".join),
-            min_size=1,
-            max_size=25,
-            unique=True,
-        )
-    )
-    # No path may be a directory of another (git add would refuse the pair).
-    paths = [p for p in paths if not any(q.startswith(p + "/") for q in paths)]
+    paths = draw(file_paths(NAMES, 25))
     return {
         "paths": paths,
         "version": draw(st.sampled_from([2, 3, 4])),
@@ -250,16 +252,7 @@ MUTATIONS = [
 
 @st.composite
 def work_trees(draw: st.DrawFn) -> dict[str, object]:
-    names = st.sampled_from(["a", "b", "ab", "a.b", "bc", "é", "c"])
-    paths = draw(
-        st.lists(
-            st.lists(names, min_size=1, max_size=4).map("/".join),
-            min_size=1,
-            max_size=40,
-            unique=True,
-        )
-    )
-    paths = sorted(p for p in paths if not any(q.startswith(p + "/") for q in paths))
+    paths = draw(file_paths(st.sampled_from(["a", "b", "ab", "a.b", "bc", "é", "c"]), 40))
     return {
         "paths": paths,
         "mutations": draw(
