@@ -132,11 +132,9 @@ def _finish(report: Report, as_json: bool, quiet: bool) -> None:
         sys.stdout.write(report.to_json_text())
         sys.stdout.flush()
     if not quiet:
-        from rich.console import Console  # only when something is rendered: ~50 ms to import
+        from gitsafe.render import write
 
-        from gitsafe.render import render
-
-        render(report, Console(stderr=True, highlight=False, soft_wrap=True))
+        write(report, sys.stderr)
     elif report.error:
         sys.stderr.write(f"gitsafe {report.command}: {report.error['message']}\n")
     raise typer.Exit(report.exit_code)
