@@ -954,6 +954,88 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(dir_sizes_doc,
+             "dir_sizes(table) -> {dir: entries below it, at any depth}\n\n"
+             "For every leading directory of the entries (plan.IndexFiles.dirs lays a tree's\n"
+             "differences over these counts instead of listing the whole tree).");
+
+/* dict[key] += n */
+static int add_count(PyObject *dict, PyObject *key, Py_ssize_t n) {
+    PyObject *old = PyDict_GetItemWithError(dict, key);
+    if (old == NULL && PyErr_Occurred()) return -1;
+    Py_ssize_t was = old == NULL ? 0 : PyLong_AsSsize_t(old);
+    if (was == -1 && PyErr_Occurred()) return -1;
+    PyObject *now = PyLong_FromSsize_t(was + n);
+    if (now == NULL) return -1;
+    int bad = PyDict_SetItem(dict, key, now);
+    Py_DECREF(now);
+    return bad;
+}
+
+static int flush_run(PyObject *immediate, const char *parent, size_t len, Py_ssize_t run) {
+    if (parent == NULL || run == 0) return 0;
+    PyObject *key = PyUnicode_DecodeFSDefaultAndSize(parent, (Py_ssize_t)len);
+    if (key == NULL) return -1;
+    int bad = add_count(immediate, key, run);
+    Py_DECREF(key);
+    return bad;
+}
+
+static PyObject *dir_sizes(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!PyObject_TypeCheck(arg, &TableType)) {
+        PyErr_SetString(PyExc_TypeError, "dir_sizes needs a Table");
+        return NULL;
+    }
+    TableObject *t = (TableObject *)arg;
+    PyObject *immediate = PyDict_New(), *sizes = NULL, *result = NULL;
+    const char *previous = NULL;
+    size_t previous_len = 0;
+    Py_ssize_t run = 0;
+    if (immediate == NULL) return NULL;
+    /* Entries directly in each directory: consecutive entries mostly share their parent. */
+    for (Py_ssize_t k = 0; k < t->n; k++) {
+        const TEntry *e = &t->entries[k];
+        const char *p = t->names + e->name_off;
+        size_t cut = e->name_len;
+        while (cut > 0 && p[cut - 1] != '/') cut--;
+        if (cut <= 1) continue; /* no parent ("x"), or an empty one ("/x"), as tree_facts */
+        cut--;
+        if (previous != NULL && previous_len == cut && memcmp(previous, p, cut) == 0) {
+            run++;
+            continue;
+        }
+        if (flush_run(immediate, previous, previous_len, run) < 0) goto done;
+        previous = p;
+        previous_len = cut;
+        run = 1;
+    }
+    if (flush_run(immediate, previous, previous_len, run) < 0) goto done;
+    /* Then each directory's count to each of its ancestors. */
+    sizes = PyDict_Copy(immediate);
+    if (sizes == NULL) goto done;
+    PyObject *dir, *count;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(immediate, &pos, &dir, &count)) {
+        Py_ssize_t n = PyLong_AsSsize_t(count), cut = last_slash(dir);
+        if (n == -1 && PyErr_Occurred()) goto done;
+        while (cut > 0) {
+            PyObject *up = PyUnicode_Substring(dir, 0, cut);
+            if (up == NULL) goto done;
+            int bad = add_count(sizes, up, n);
+            cut = bad ? -2 : last_slash(up);
+            Py_DECREF(up);
+            if (bad || cut == -2) goto done;
+        }
+        if (cut == -2) goto done;
+    }
+    result = Py_NewRef(sizes);
+done:
+    Py_DECREF(immediate);
+    Py_XDECREF(sizes);
+    return result;
+}
+
 PyDoc_STRVAR(with_mode_doc, "with_mode(entries, mode) -> [path, ...] whose entry has mode.");
 
 static PyObject *with_mode(PyObject *self, PyObject *args) {
@@ -1380,6 +1462,7 @@ static PyMethodDef native_methods[] = {
     {"stat_pass", stat_pass, METH_VARARGS, stat_pass_doc},
     {"tree_facts", tree_facts, METH_O, tree_facts_doc},
     {"with_mode", with_mode, METH_VARARGS, with_mode_doc},
+    {"dir_sizes", dir_sizes, METH_O, dir_sizes_doc},
     {"dirs_holding_others", dirs_holding_others, METH_VARARGS, dirs_holding_others_doc},
     {"table_dirs_holding_others", table_dirs_holding_others, METH_VARARGS,
      table_dirs_holding_others_doc},

@@ -15,7 +15,7 @@ import re
 import stat as st
 import struct
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +131,7 @@ class Entries(Mapping[str, Entry]):
         self._built: dict[str, Entry] = {}
         self._attributes: list[str] | None = None
         self._dirs: set[str] | None = None
+        self._sizes: dict[str, int] | None = None
 
     def attribute_paths(self) -> list[str]:
         """The ``.gitattributes`` entries, found once (several checks ask)."""
@@ -145,6 +146,16 @@ class Entries(Mapping[str, Entry]):
             self._find_facts()
             assert self._dirs is not None
         return self._dirs
+
+    def dir_sizes(self) -> dict[str, int]:
+        """For every leading directory, how many entries lie below it (at any depth); found
+        once."""
+        if self._sizes is None:
+            if accel.native is not None and isinstance(self.raw, accel.native.Table):
+                self._sizes = accel.native.dir_sizes(self.raw)
+            else:
+                self._sizes = dir_sizes(self.raw)
+        return self._sizes
 
     def gitlinks(self) -> list[str]:
         """The submodule entries' paths."""
@@ -178,6 +189,22 @@ class Entries(Mapping[str, Entry]):
 
     def __len__(self) -> int:
         return len(self.raw)
+
+
+def dir_sizes(paths: Iterable[str]) -> dict[str, int]:
+    """For every leading directory of ``paths``, how many of them lie below it."""
+    immediate: dict[str, int] = {}
+    for path in paths:
+        parent = path.rpartition("/")[0]
+        if parent:
+            immediate[parent] = immediate.get(parent, 0) + 1
+    sizes = dict(immediate)
+    for d, n in immediate.items():
+        parent = d.rpartition("/")[0]
+        while parent:
+            sizes[parent] = sizes.get(parent, 0) + n
+            parent = parent.rpartition("/")[0]
+    return sizes
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:

@@ -26,6 +26,9 @@ from gitfixtures import (
     snapshot,
     write,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pygit2.enums import DeltaStatus
 
 import gitsafe
 from gitsafe import index_stat, plan
@@ -159,6 +162,27 @@ def test_tree_files_from_the_index_equal_the_flattened_trees(
         assert sorted(plan.gitlinks(files)) == sorted(plan.gitlinks(flat))
         assert plan.gitlinks(flat) == [p for p, (m, _) in flat.items() if m == MODE_GITLINK]
         assert changed == {p for p in set(flat) | set(base) if flat.get(p) != base.get(p)}
+
+    # The index as a reset leaves it: its cache-tree names the old tree, and the old and the
+    # new tree are diffed directly; the long way (libgit2's index against the tree) agrees,
+    # and so does a cache-tree whose tree is not in the object store.
+    git(deploy, "reset", "-q", "--hard", old_head)
+    repo = pygit2.Repository(str(deploy))
+    snap = index_stat.read_index(repo, os.path.join(repo.path, "index"))
+    old_tree = repo.revparse_single(old_head).peel(pygit2.Commit).tree
+    assert snap.tree_root == old_tree.id.raw
+    base = index_files(snap)
+    for rev in (old_head, "origin/main"):
+        tree = repo.revparse_single(rev).peel(pygit2.Commit).tree
+        flat = flatten_tree(tree)
+        expected = {p for p in set(flat) | set(base) if flat.get(p) != base.get(p)}
+        for root in (snap.tree_root, None, b"\7" * 20):
+            files, changed = files_near_index(
+                repo, dataclasses.replace(snap, tree_root=root), tree, gitlink_paths(snap)
+            )
+            assert files == flat and changed == expected, (rev, root)
+        if rev != old_head:
+            assert {"a/d.txt", "a/d.txt/inner", "run.sh", "gone.txt", "vendor/lib"} <= expected
 
 
 def test_the_cache_tree_shortcut_is_taken_only_when_the_index_equals_the_tree(
@@ -383,3 +407,62 @@ def test_touched_files_get_fresh_stat_data_so_the_next_run_trusts_them(
         entry = snap.entries[name]
         assert snap.stat_clean(entry, lst), name
     assert git(deploy, "diff-files", "--name-only") == ""
+
+
+# -- two trees compared without libgit2's diff ---------------------------------------------
+
+_NAMES = st.sampled_from(["a", "b", "a.b", "a-b", "c", "é"])
+_FILES = st.dictionaries(
+    st.lists(_NAMES, min_size=1, max_size=3).map("/".join),
+    st.tuples(st.sampled_from([0o100644, 0o100755, 0o120000, 0o160000]), st.sampled_from("xyz")),
+    max_size=12,
+)
+
+
+def _tree(repo: pygit2.Repository, files: dict[str, tuple[int, str]]) -> pygit2.Tree:
+    index = pygit2.Index()
+    for path, (mode, content) in files.items():
+        if any(q.startswith(path + "/") for q in files):
+            continue  # a path cannot be a file and a directory at once
+        oid = (
+            pygit2.Oid(hex=hashlib.sha1(content.encode()).hexdigest())
+            if mode == 0o160000
+            else repo.create_blob(content.encode())
+        )
+        index.add(pygit2.IndexEntry(path, oid, mode))
+    tree = repo.get(index.write_tree(repo))
+    assert isinstance(tree, pygit2.Tree)
+    return tree
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(old=_FILES, new=_FILES, keep=st.sets(_NAMES), budget=st.integers(0, 40))
+def test_comparing_two_trees_finds_what_libgit2s_diff_finds(
+    old: dict[str, tuple[int, str]],
+    new: dict[str, tuple[int, str]],
+    keep: set[str],
+    budget: int,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    repo = pygit2.init_repository(str(tmp_path_factory.mktemp("trees")), bare=True)
+    # Shared subtrees too: the new tree keeps some of the old one's top-level entries.
+    new = {**{p: v for p, v in old.items() if p.split("/")[0] in keep}, **new}
+    a, b = _tree(repo, old), _tree(repo, new)
+    expected_new: dict[str, tuple[int, pygit2.Oid]] = {}
+    expected_old: set[str] = set()
+    for delta in a.diff_to_tree(b).deltas:
+        if delta.status != DeltaStatus.DELETED:
+            f = delta.new_file
+            expected_new[os.fsdecode(f.raw_path)] = (int(f.mode), f.id)
+        if delta.status != DeltaStatus.ADDED:
+            expected_old.add(os.fsdecode(delta.old_file.raw_path))
+    in_new: dict[str, tuple[int, pygit2.Oid]] = {}
+    in_old: set[str] = set()
+    assert plan._tree_changes(a, b, in_new, in_old)
+    assert (in_new, in_old) == (expected_new, expected_old)
+    # With too small a budget it gives up rather than answer in part.
+    in_new, in_old = {}, set()
+    if plan._tree_changes(a, b, in_new, in_old, budget=[budget]):
+        assert (in_new, in_old) == (expected_new, expected_old)

@@ -11,6 +11,7 @@ whole pull (test_property_differential.py) runs half its examples on each implem
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -28,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gitsafe import accel, ignore, index_stat
-from gitsafe.plan import _Analysis, index_files, tree_dirs
+from gitsafe.plan import IndexFiles, _Analysis, index_files, tree_dirs
 from gitsafe.worktree import TreeView
 
 native = pytest.mark.skipif(accel.native is None, reason="gitsafe._native is not built here")
@@ -141,6 +142,7 @@ def test_parse_index_equals_the_python_parser(
     assert parsed is not None and accel.native is not None
     table, entries = parsed[0], expected[0]
     assert accel.native.tree_facts(table) == _python_facts(entries)
+    assert accel.native.dir_sizes(table) == index_stat.dir_sizes(entries)
     for mode in (0o100644, 0o100755, 0o160000):
         assert accel.native.with_mode(table, mode) == [
             p for p, v in entries.items() if v[0] == mode
@@ -532,7 +534,7 @@ def test_dirs_holding_others_equals_the_python_listing(
         accel.native = built
     assert _analysis_over(root, tracked)._dirs_holding_others() == expected
     over_table = _analysis_over(root, tracked)
-    over_table.target_paths = table  # looked up by bytes, without a str per name
+    over_table.target = IndexFiles(index_stat.Entries(table), {})  # looked up by bytes
     assert over_table._dirs_holding_others() == expected  # (the threaded scan)
     assert accel.native is not None
     for threads in (1, 2, 3):
@@ -589,6 +591,7 @@ def test_odd_paths_give_the_same_facts_from_the_table_and_from_python() -> None:
     table = parsed[0]
     assert sorted(table) == sorted(paths)
     assert accel.native.tree_facts(table) == _python_facts(paths)
+    assert accel.native.dir_sizes(table) == index_stat.dir_sizes(paths)
     assert "\ud800" not in table and table.get("\ud800") is None  # no file name: not a key
 
 
@@ -639,3 +642,97 @@ print(sorted(got) == sorted({{"/".join(f"d{{i}}" for i in range(k)) for k in ran
     ).stdout.split("\n")
     assert out[0] == "raised 24"  # EMFILE
     assert out[1] == "True"
+
+
+# -- a target laid over the index ----------------------------------------------------------
+
+
+@st.composite
+def overlays(draw: st.DrawFn) -> dict[str, object]:
+    """Index paths, and a target that adds, takes away and changes some of them (a file may
+    become a directory and back)."""
+    names = st.sampled_from(["a", "b", "ab", "a.b", "c", "é"])
+    some = st.lists(st.lists(names, min_size=1, max_size=3).map("/".join), max_size=20)
+    indexed = sorted(set(draw(some)))
+    indexed = [p for p in indexed if not any(q.startswith(p + "/") for q in indexed)]
+    target = set(indexed) - set(
+        draw(st.lists(st.sampled_from(indexed), max_size=8)) if indexed else []
+    )
+    for p in draw(some):
+        if not any(q.startswith(p + "/") or p.startswith(q + "/") for q in target):
+            target.add(p)
+    changed = draw(st.lists(st.sampled_from(sorted(target)), max_size=3)) if target else []
+    return {"indexed": indexed, "target": sorted(target), "changed": changed}
+
+
+def _over(spec: dict[str, object], as_dict: bool = False) -> tuple[IndexFiles, set[str]]:
+    indexed: list[str] = spec["indexed"]  # type: ignore[assignment]
+    target: list[str] = spec["target"]  # type: ignore[assignment]
+    changed: list[str] = spec["changed"]  # type: ignore[assignment]
+    parsed = index_stat._parse_native(_index_bytes(indexed))
+    assert parsed is not None
+    entries = index_stat.Entries(dict(parsed[0].items()) if as_dict else parsed[0])
+    blob, other = pygit2.Oid(raw=b"\1" * 20), pygit2.Oid(raw=b"\2" * 20)
+    overlay: dict[str, tuple[int, pygit2.Oid] | None] = dict.fromkeys(set(indexed) - set(target))
+    overlay.update({p: (0o100644, blob) for p in target if p not in indexed})
+    overlay.update({p: (0o100644, other) for p in changed})
+    return IndexFiles(entries, overlay), set(target)
+
+
+@native
+@given(spec=overlays(), as_dict=st.booleans())
+def test_a_tree_laid_over_the_index_has_the_paths_and_directories_of_the_tree(
+    spec: dict[str, object], as_dict: bool
+) -> None:
+    files, target = _over(spec, as_dict)  # over the C parser's Table or the Python one's dict
+    assert set(files) == target and len(files) == len(target)
+    assert files.dirs() == tree_dirs(target)
+    paths = files.paths()
+    names = target | set(spec["indexed"]) | tree_dirs(target) | {"zz", "a/zz"}  # type: ignore[arg-type]
+    assert {p for p in names if p in paths} == target
+    # Only below the changed directories do the tree's names or subdirectories differ from
+    # the index's.
+    indexed = set(spec["indexed"])  # type: ignore[call-overload]
+    kept = tree_dirs(target) & tree_dirs(indexed)
+    for d in kept - files.changed_dirs():
+        assert _names_below(d, target) == _names_below(d, indexed), d
+
+
+def _names_below(d: str, paths: set[str]) -> set[str]:
+    prefix = d + "/"
+    return {p[len(prefix) :].partition("/")[0] for p in paths if p.startswith(prefix)}
+
+
+@native
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    spec=overlays(),
+    extra=st.lists(st.sampled_from(["a/x", "b/x", "a/b/x", "c/x", "x"]), max_size=3),
+)
+def test_the_threaded_scan_with_a_target_over_the_index_finds_every_directory_to_walk(
+    spec: dict[str, object], extra: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The work tree holds the index's files plus untracked ones; the directories the threaded
+    scan (against the index) and the overlay name together must include every one the Python
+    listing against the target finds."""
+    root = tmp_path_factory.mktemp("over") / "r"
+    root.mkdir()
+    indexed: list[str] = spec["indexed"]  # type: ignore[assignment]
+    for p in indexed:
+        write(root, p, p)
+    for p in extra:
+        if not (root / p).exists():
+            with contextlib.suppress(NotADirectoryError, FileExistsError):
+                write(root, p, "untracked\n")
+    files, target = _over(spec)
+    built = accel.native
+    accel.native = None
+    try:
+        expected = _analysis_over(root, sorted(target))._dirs_holding_others()
+    finally:
+        accel.native = built
+    a = _analysis_over(root, sorted(target))
+    a.target, a.target_paths, a.target_dirs = files, files.paths(), files.dirs()
+    assert a._dirs_holding_others() >= expected
