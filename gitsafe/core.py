@@ -31,6 +31,7 @@ from gitsafe.plan import (
     gitlink_paths,
     plan_worktree,
 )
+from gitsafe.prescan import Prescan, Scanned
 from gitsafe.remote import Source, choose, current_branch, fetch, fetch_options, tracking_tip
 from gitsafe.report import Report, redact_url, write_atomic
 from gitsafe.repository import (
@@ -151,7 +152,12 @@ def _rules(co: Checkout, settings: Settings) -> ignore.ExcludeRules:
 
 
 def build_plan(
-    co: Checkout, source: Source, target: pygit2.Oid, settings: Settings, lock_survey: bool = True
+    co: Checkout,
+    source: Source,
+    target: pygit2.Oid,
+    settings: Settings,
+    lock_survey: bool = True,
+    scanned: Scanned | None = None,
 ) -> Plan:
     """The read-only plan for converging ``co`` onto ``target``.
 
@@ -159,7 +165,7 @@ def build_plan(
     touched: healing on top of a damaged object store could discard what cannot be recovered.
     """
     try:
-        return _build_plan(co, source, target, settings, lock_survey)
+        return _build_plan(co, source, target, settings, lock_survey, scanned)
     except (KeyError, pygit2.GitError) as e:
         text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         if "invalid path" in text.lower():
@@ -175,14 +181,21 @@ def build_plan(
 
 
 def _build_plan(
-    co: Checkout, source: Source, target: pygit2.Oid, settings: Settings, lock_survey: bool
+    co: Checkout,
+    source: Source,
+    target: pygit2.Oid,
+    settings: Settings,
+    lock_survey: bool,
+    scanned: Scanned | None = None,
 ) -> Plan:
     repo = co.repo
     head = None if repo.head_is_unborn else repo.head.peel(pygit2.Commit).id
     target_tree = _commit_tree(repo, target)
     assert target_tree is not None
     head_tree = _commit_tree(repo, head)
-    index = read_index(repo, os.path.join(co.gitdir, "index"))
+    index = (
+        scanned.index if scanned is not None else read_index(repo, os.path.join(co.gitdir, "index"))
+    )
     near: set[str] | None = None
     if index.conflicted or index.marked:
         target_files, head_files = flatten_tree(target_tree), flatten_tree(head_tree)
@@ -215,6 +228,7 @@ def _build_plan(
         filemode(co),
         may_convert(co, target_files),
         near,
+        scanned,
     )
     missing = _missing_objects(repo, changes, index, head_files, target_files)
     if missing:
@@ -577,10 +591,16 @@ def _converge(
     backup_id = backup.new_id()
     locks.write_journal(co.gitdir, _our_locks(co, source, backup_id))
     checkpoint()
-    target = _fetch(co, settings, source, report, env, progress, checkpoint)
+    # The plan's reads of the work tree do not depend on what the fetch brings: they run
+    # beside it (gitsafe/prescan.py).
+    early_reads = Prescan(co.workdir, os.path.join(co.gitdir, "index"), filemode(co))
+    try:
+        target = _fetch(co, settings, source, report, env, progress, checkpoint)
+    finally:
+        early_reads.join()
     report.target = str(target)
     checkpoint()
-    plan = build_plan(co, source, target, settings, lock_survey=False)
+    plan = build_plan(co, source, target, settings, False, early_reads.result())
     plan.stale_locks = removed_locks
     report.plan = plan.as_json()
     if plan.refusals:

@@ -59,6 +59,8 @@ class IndexSnapshot:
     # The tree the stage-0 entries equal, from the index's valid cache-tree (TREE extension),
     # as git's unpack-trees trusts it; None when unknown.
     tree_root: bytes | None = None
+    # The index file's file_identity() when it was read; None for no file.
+    identity: tuple[int, ...] | None = None
 
     def stat_clean(self, entry: Entry, lst: os.stat_result) -> bool:
         """git's ie_match_stat, strict form: True only when the cached stat proves the content.
@@ -389,20 +391,26 @@ def _checksum_ok(data: bytes) -> bool:
     return len(data) >= 32 and hashlib.sha1(memoryview(data)[:-20]).digest() == data[-20:]
 
 
-def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
+class NotParsed(Exception):
+    """The parser left this index file to libgit2, and no repository was given."""
+
+
+def read_index(repo: pygit2.Repository | None, index_path: str) -> IndexSnapshot:
     """The index as git sees it.
 
     The file is parsed from its bytes in one pass (in C when the extension is built) after its
     trailing checksum is verified, as git verifies it; libgit2's own copy of the index, which
     costs as much again to load, is read only when that fails or the file is something the
     parser leaves to libgit2 (a split or sparse index, or damage: libgit2 then raises).
+    Without ``repo`` (a read beside other libgit2 work) such a file raises ``NotParsed``.
     """
     try:
         with open(index_path, "rb") as f:
             data: bytes | None = f.read()
-            mtime_ns = os.fstat(f.fileno()).st_mtime_ns
+            st_ = os.fstat(f.fileno())
+            mtime_ns, identity = st_.st_mtime_ns, file_identity(st_)
     except FileNotFoundError:
-        data, mtime_ns = None, 0
+        data, mtime_ns, identity = None, 0, None
     if data is None:
         return IndexSnapshot(Entries({}), {}, 0, [], False, None)
     parsed = parse(data) if _checksum_ok(data) else None
@@ -415,7 +423,10 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
         elif cache_tree is not None and cache_tree[1] == count and not parsed[1]:
             tree_root = cache_tree[0]  # it covers every entry, as git writes it
     raw: Mapping[str, RawEntry]
+    if parsed is None and repo is None:
+        raise NotParsed(index_path)
     if parsed is None:
+        assert repo is not None
         index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
         index.read(force=False)
         raw, staged, skip_worktree, marked = _read_through_libgit2(index._index)
@@ -424,7 +435,15 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     conflicted: dict[str, list[Entry]] = {}
     for e in staged:
         conflicted.setdefault(e.path, []).append(e)
-    return IndexSnapshot(Entries(raw), conflicted, mtime_ns, skip_worktree, marked, tree_root)
+    return IndexSnapshot(
+        Entries(raw), conflicted, mtime_ns, skip_worktree, marked, tree_root, identity
+    )
+
+
+def file_identity(lst: os.stat_result) -> tuple[int, ...]:
+    """What changes whenever a file is replaced or rewritten (git and libgit2 replace the index
+    by renaming a new file over it, so its inode changes too)."""
+    return (lst.st_dev, lst.st_ino, lst.st_size, lst.st_mtime_ns, lst.st_ctime_ns)
 
 
 # The stat data an index entry caches, packed as the leading fields of libgit2's

@@ -14,7 +14,7 @@ import os
 import stat as st
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pygit2
 from pygit2.enums import DeltaStatus
@@ -33,6 +33,9 @@ from gitsafe.index_stat import (
     worktree_mode,
 )
 from gitsafe.worktree import TreeView, is_nested_repository
+
+if TYPE_CHECKING:
+    from gitsafe.prescan import Scanned
 
 Spec = tuple[int, pygit2.Oid]  # a tree file: mode and blob (or commit) id
 TreeFiles = Mapping[str, Spec]
@@ -451,8 +454,11 @@ class _Analysis:
         filemode: bool,
         may_filter: bool = True,
         near: set[str] | None = None,
+        scanned: Scanned | None = None,
     ) -> None:
         self.repo = repo
+        # Reads made while the pull fetched, for this very index (gitsafe.prescan)
+        self.scanned = scanned if scanned is not None and scanned.index is index else None
         # Paths where HEAD or the target differ from the index; None: not known, so every
         # tracked path is examined in full.
         self.near = near
@@ -722,10 +728,18 @@ class _Analysis:
         touched files of unchanged type and exec bit, whose bytes are compared here."""
         assert accel.native is not None
         raw = self.index.entries.raw
-        rest_list, touched = accel.native.stat_pass(
-            raw, near, self.view.root, self.index.mtime_ns, self.filemode, accel.threads()
-        )
-        rest = set(rest_list)
+        scanned = self.scanned
+        if scanned is not None and scanned.filemode == self.filemode:
+            # Made without ``near``: its entries go to the full analysis whatever their stat
+            # data says, as stat_pass sends them.
+            rest = set(scanned.rest)
+            rest.update(p for p in near if p in raw)
+            touched = [(p, packed) for p, packed in scanned.touched if p not in near]
+        else:
+            rest_list, touched = accel.native.stat_pass(
+                raw, near, self.view.root, self.index.mtime_ns, self.filemode, accel.threads()
+            )
+            rest = set(rest_list)
         hash_unchanged = not self.may_filter
         verified = self.changes.verified
         for path, packed in touched:
@@ -882,9 +896,13 @@ class _Analysis:
                 # paths and directories.  Where the target differs from the index, only the
                 # directories above the differing paths can answer otherwise: those are walked
                 # in any case (a directory walked for nothing costs a listing).
-                found = set(
-                    accel.native.table_dirs_holding_others(root, target.raw, accel.threads())
-                )
+                scanned = self.scanned
+                if scanned is not None and scanned.holding is not None:
+                    found = set(scanned.holding)  # the same scan, made during the fetch
+                else:
+                    found = set(
+                        accel.native.table_dirs_holding_others(root, target.raw, accel.threads())
+                    )
                 found.update(target.changed_dirs())
                 return found
             found = accel.native.dirs_holding_others(root, self.target_paths, self.target_dirs)
@@ -993,8 +1011,11 @@ def plan_worktree(
     filemode: bool = True,
     may_filter: bool = True,
     near: set[str] | None = None,
+    scanned: Scanned | None = None,
 ) -> WorkTreeChanges:
-    analysis = _Analysis(repo, view, index, head, target, rules, filemode, may_filter, near)
+    analysis = _Analysis(
+        repo, view, index, head, target, rules, filemode, may_filter, near, scanned
+    )
     analysis.analyse_tracked()
     analysis.analyse_untracked()
     return analysis.changes

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pygit2
@@ -31,7 +32,7 @@ from hypothesis import strategies as st
 from pygit2.enums import DeltaStatus
 
 import gitsafe
-from gitsafe import index_stat, plan
+from gitsafe import accel, index_stat, plan
 from gitsafe.index_stat import MODE_GITLINK
 from gitsafe.plan import files_near_index, flatten_tree, gitlink_paths, index_files
 
@@ -466,3 +467,76 @@ def test_comparing_two_trees_finds_what_libgit2s_diff_finds(
     in_new, in_old = {}, set()
     if plan._tree_changes(a, b, in_new, in_old, budget=[budget]):
         assert (in_new, in_old) == (expected_new, expected_old)
+
+
+# -- the reads a pull makes while it fetches -----------------------------------------------
+
+
+def _plan_inputs(deploy: Path) -> tuple[object, object, pygit2.Oid, object]:
+    from gitsafe.remote import choose, tracking_tip
+    from gitsafe.repository import open_checkout
+    from gitsafe.settings import resolve
+
+    co = open_checkout(str(deploy))
+    source = choose(co.repo, "origin", "main")
+    target = tracking_tip(co.repo, source)
+    assert target is not None
+    return co, source, target, resolve(co.repo.config, {})
+
+
+@pytest.mark.skipif(accel.native is None, reason="gitsafe._native is not built here")
+def test_a_plan_from_the_early_reads_equals_the_plan_that_reads_for_itself(
+    origin: Origin, tmp_path: Path
+) -> None:
+    from gitsafe.core import build_plan
+    from gitsafe.prescan import Prescan
+    from gitsafe.repository import filemode
+
+    for i in range(40):
+        write(origin.work, f"d{i % 4}/f{i}.txt", f"{i}\n")
+    origin.push("files")
+    deploy = origin.clone(tmp_path / "deploy")
+    write(origin.work, "d1/f1.txt", "upstream\n")
+    origin.push("upstream edit")
+    git(deploy, "fetch", "-q", "origin")
+    # Touched but unchanged (one of them also changed upstream), edited, untracked.
+    for path in ("d1/f1.txt", "d2/f2.txt"):
+        full = deploy / path
+        os.utime(full, ns=(full.stat().st_atime_ns, full.stat().st_mtime_ns + 10**9))
+    write(deploy, "d3/f3.txt", "edited\n")
+    write(deploy, "d0/scratch.tmp", "untracked\n")
+    co, source, target, settings = _plan_inputs(deploy)
+    own = build_plan(co, source, target, settings)  # type: ignore[arg-type]
+    early = Prescan(str(deploy), os.path.join(co.gitdir, "index"), filemode(co))  # type: ignore[attr-defined]
+    scanned = early.result()
+    assert scanned is not None and scanned.holding is not None
+    assert {"d1/f1.txt", "d2/f2.txt"} <= {p for p, _packed in scanned.touched}
+    with_scan = build_plan(co, source, target, settings, scanned=scanned)  # type: ignore[arg-type]
+    assert with_scan.changes == own.changes and with_scan.as_json() == own.as_json()
+    assert [item["path"] for item in own.as_json()["restore"]] == ["d3/f3.txt"]
+    assert "d1/f1.txt" in own.changes.writes  # changed upstream: the reset writes it
+
+
+@pytest.mark.skipif(accel.native is None, reason="gitsafe._native is not built here")
+def test_early_reads_stand_only_for_the_index_file_they_were_made_from(
+    origin: Origin, tmp_path: Path
+) -> None:
+    from gitsafe.prescan import Prescan
+
+    deploy = origin.clone(tmp_path / "deploy")
+    index_path = str(deploy / ".git" / "index")
+    early = Prescan(str(deploy), index_path, True)
+    early.join()
+    write(deploy, "README.md", "staged\n")
+    git(deploy, "add", "README.md")  # a new index file
+    assert early.result() is None
+    assert Prescan(str(deploy), index_path, True).result() is not None
+    # A pull whose fetch fails waits for the reads before it reports.
+    git(deploy, "remote", "set-url", "origin", str(tmp_path / "missing.git"))
+    threads = threading.active_count()
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert report.outcome == "failed", report.error
+    assert threading.active_count() == threads
+    # An index the parser leaves to libgit2 (a split index) is not read beside the fetch.
+    git(deploy, "update-index", "--split-index")
+    assert Prescan(str(deploy), index_path, True).result() is None

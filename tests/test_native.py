@@ -562,6 +562,7 @@ def _analysis_over(root: Path, tracked: list[str]) -> _Analysis:
     """An analysis whose target is ``tracked`` (no repository needed for the walk's listing)."""
     files = {p: (0o100644, pygit2.Oid(raw=b"\1" * 20)) for p in tracked}
     a = _Analysis.__new__(_Analysis)
+    a.scanned = None
     a.view = TreeView(str(root))
     a.target = files
     a.target_paths = files.keys()
