@@ -18,7 +18,7 @@ from typing import Any
 
 import pygit2
 
-from gitsafe import backup, execute, ignore, locks, runlock
+from gitsafe import backup, execute, ignore, locks, prescan, runlock
 from gitsafe.errors import GitsafeError, Refused, UsageError
 from gitsafe.index_stat import MODE_GITLINK, IndexSnapshot, read_index
 from gitsafe.plan import (
@@ -31,7 +31,7 @@ from gitsafe.plan import (
     gitlink_paths,
     plan_worktree,
 )
-from gitsafe.prescan import Prescan, Scanned
+from gitsafe.prescan import Scanned
 from gitsafe.remote import Source, choose, current_branch, fetch, fetch_options, tracking_tip
 from gitsafe.report import Report, redact_url, write_atomic
 from gitsafe.repository import (
@@ -410,7 +410,9 @@ def doctor(
                 )
             target = tip
         report.target = str(target)
-        plan = build_plan(co, source, target, settings)
+        early = prescan.claim(co.workdir, os.path.join(co.gitdir, "index"))
+        scanned = early.result() if early is not None else None
+        plan = build_plan(co, source, target, settings, scanned=scanned)
         plan.fetched = fetch_first
         report.plan = plan.as_json()
         if plan.refusals:
@@ -497,11 +499,18 @@ def pull(
                 runlock.Interrupts() as interrupts,
                 runlock.exclusive(
                     co.gitdir, settings.lock_timeout.value, checkpoint=interrupts.check
-                ),
+                ) as lock_seen,
             ):
                 try:
                     _converge(
-                        co, settings, source, report, interrupts.check, env=env, progress=progress
+                        co,
+                        settings,
+                        source,
+                        report,
+                        interrupts.check,
+                        env=env,
+                        progress=progress,
+                        lock_seen=lock_seen,
                     )
                 finally:
                     locks.clear_journal(co.gitdir)
@@ -566,6 +575,7 @@ def _converge(
     checkpoint: Callable[[], None],
     env: Mapping[str, str] | None = None,
     progress: bool = False,
+    lock_seen: runlock.Seen = runlock.UNSEEN,
 ) -> None:
     """Fetch, plan, back up, then act; ``checkpoint`` raises at a safe point after a signal.
 
@@ -592,15 +602,18 @@ def _converge(
     locks.write_journal(co.gitdir, _our_locks(co, source, backup_id))
     checkpoint()
     # The plan's reads of the work tree do not depend on what the fetch brings: they run
-    # beside it (gitsafe/prescan.py).
-    early_reads = Prescan(co.workdir, os.path.join(co.gitdir, "index"), filemode(co))
+    # beside it, if the command line did not start them already (gitsafe/prescan.py).
+    index_path = os.path.join(co.gitdir, "index")
+    reads = prescan.claim(co.workdir, index_path) or prescan.Prescan(
+        co.workdir, index_path, filemode(co)
+    )
     try:
         target = _fetch(co, settings, source, report, env, progress, checkpoint)
     finally:
-        early_reads.join()
+        reads.join()
     report.target = str(target)
     checkpoint()
-    plan = build_plan(co, source, target, settings, False, early_reads.result())
+    plan = build_plan(co, source, target, settings, False, reads.result(lock_seen))
     plan.stale_locks = removed_locks
     report.plan = plan.as_json()
     if plan.refusals:

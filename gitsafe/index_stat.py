@@ -9,9 +9,7 @@ rule), and writing it back lets the next run skip hashing too.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import stat as st
 import struct
 import sys
@@ -22,7 +20,11 @@ from typing import Any
 import pygit2
 from pygit2.ffi import C, ffi
 
-from gitsafe import accel
+from gitsafe import accel, index_file
+from gitsafe.index_file import cache_tree_root as _cache_tree_root  # noqa: F401 (tests)
+from gitsafe.index_file import checksum_ok as _checksum_ok
+from gitsafe.index_file import extensions as _extensions
+from gitsafe.index_file import file_identity
 
 MODE_FILE = 0o100644
 MODE_EXEC = 0o100755
@@ -291,7 +293,11 @@ def _parse(data: bytes) -> Parsed | None:
 def _parse_native(data: bytes) -> Parsed | None:
     """:func:`_parse`, by the C extension (same answers, a third of the time)."""
     assert accel.native is not None
-    parsed = accel.native.parse_index(data)
+    return from_native(accel.native.parse_index(data))
+
+
+def from_native(parsed: Any) -> Parsed | None:
+    """What ``gitsafe._native.parse_index`` returned, in the shape :func:`_parse` returns."""
     if parsed is None:
         return None
     table, staged, skip_worktree, marked, end = parsed
@@ -350,100 +356,65 @@ def _read_through_libgit2(
     return entries, staged, skip_worktree, marked
 
 
-def _extensions(data: bytes, end: int) -> tuple[tuple[bytes, int] | None, bool]:
-    """The extensions after the entries: the cache-tree's root id (None unless valid), and
-    whether the entries parsed are the whole index (False: a required extension such as a
-    split index's ``link`` or a sparse index's ``sdir``, or a malformed block)."""
-    root: tuple[bytes, int] | None = None
-    pos, stop = end, len(data) - 20
-    while pos + 8 <= stop:
-        signature = data[pos : pos + 4]
-        size = int.from_bytes(data[pos + 4 : pos + 8], "big")
-        body_end = pos + 8 + size
-        if body_end > stop:
-            return None, False
-        if signature == b"TREE":
-            root = _cache_tree_root(data[pos + 8 : body_end])
-        elif not b"A" <= signature[:1] <= b"Z":
-            return None, False  # git: an extension not starting with A-Z is required
-        pos = body_end
-    return root, pos == stop
-
-
-_CACHE_TREE_COUNTS = re.compile(rb"(-1|0|[1-9][0-9]{0,9}) (0|[1-9][0-9]{0,9})")
-
-
-def _cache_tree_root(body: bytes) -> tuple[bytes, int] | None:
-    """The root entry of a TREE extension: the id of the tree the whole index equals and the
-    number of entries it covers, when git (or libgit2) recorded one and nothing has
-    invalidated it since (entry count -1).  Read as strictly as git reads it: any other shape
-    and the cache-tree is ignored."""
-    newline = body.find(b"\n")
-    if not body.startswith(b"\0") or newline < 0:
-        return None
-    counts = _CACHE_TREE_COUNTS.fullmatch(body, 1, newline)
-    if counts is None or counts.group(1) == b"-1" or len(body) < newline + 21:
-        return None
-    return body[newline + 1 : newline + 21], int(counts.group(1))
-
-
-def _checksum_ok(data: bytes) -> bool:
-    return len(data) >= 32 and hashlib.sha1(memoryview(data)[:-20]).digest() == data[-20:]
-
-
-class NotParsed(Exception):
-    """The parser left this index file to libgit2, and no repository was given."""
-
-
-def read_index(repo: pygit2.Repository | None, index_path: str) -> IndexSnapshot:
+def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     """The index as git sees it.
 
     The file is parsed from its bytes in one pass (in C when the extension is built) after its
     trailing checksum is verified, as git verifies it; libgit2's own copy of the index, which
     costs as much again to load, is read only when that fails or the file is something the
     parser leaves to libgit2 (a split or sparse index, or damage: libgit2 then raises).
-    Without ``repo`` (a read beside other libgit2 work) such a file raises ``NotParsed``.
     """
-    try:
-        with open(index_path, "rb") as f:
-            data: bytes | None = f.read()
-            st_ = os.fstat(f.fileno())
-            mtime_ns, identity = st_.st_mtime_ns, file_identity(st_)
-    except FileNotFoundError:
-        data, mtime_ns, identity = None, 0, None
-    if data is None:
+    found = index_file.read(index_path)
+    if found is None:
         return IndexSnapshot(Entries({}), {}, 0, [], False, None)
-    parsed = parse(data) if _checksum_ok(data) else None
-    tree_root: bytes | None = None
-    if parsed is not None:
-        cache_tree, whole = _extensions(data, parsed[4])
-        count = int.from_bytes(data[8:12], "big")
-        if not whole or len(parsed[0]) + len(parsed[1]) != count:
-            parsed = None  # duplicate paths, or entries kept elsewhere
-        elif cache_tree is not None and cache_tree[1] == count and not parsed[1]:
-            tree_root = cache_tree[0]  # it covers every entry, as git writes it
-    raw: Mapping[str, RawEntry]
-    if parsed is None and repo is None:
-        raise NotParsed(index_path)
-    if parsed is None:
-        assert repo is not None
-        index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
-        index.read(force=False)
-        raw, staged, skip_worktree, marked = _read_through_libgit2(index._index)
-    else:
-        raw, staged, skip_worktree, marked, _end = parsed
-    conflicted: dict[str, list[Entry]] = {}
-    for e in staged:
-        conflicted.setdefault(e.path, []).append(e)
+    data, lst = found
+    snap = snapshot(data, parse(data) if _checksum_ok(data) else None, lst)
+    if snap is not None:
+        return snap
+    index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
+    index.read(force=False)
+    raw, staged, skip_worktree, marked = _read_through_libgit2(index._index)
     return IndexSnapshot(
-        Entries(raw), conflicted, mtime_ns, skip_worktree, marked, tree_root, identity
+        Entries(raw),
+        _by_path(staged),
+        lst.st_mtime_ns,
+        skip_worktree,
+        marked,
+        None,
+        file_identity(lst),
     )
 
 
-def file_identity(lst: os.stat_result) -> tuple[int, ...]:
-    """What changes whenever a file is replaced or rewritten (git and libgit2 replace the index
-    by renaming a new file over it, so its inode changes too)."""
-    return (lst.st_dev, lst.st_ino, lst.st_size, lst.st_mtime_ns, lst.st_ctime_ns)
+def snapshot(data: bytes, parsed: Parsed | None, lst: os.stat_result) -> IndexSnapshot | None:
+    """The snapshot of the index file ``data`` (read with stat data ``lst``) from its parsed
+    entries; None where libgit2 must read it (not parsed, duplicate paths, or entries kept
+    elsewhere, as in a split or sparse index)."""
+    if parsed is None:
+        return None
+    raw, staged, skip_worktree, marked, end = parsed
+    cache_tree, whole = _extensions(data, end)
+    count = int.from_bytes(data[8:12], "big")
+    if not whole or len(raw) + len(staged) != count:
+        return None
+    tree_root: bytes | None = None
+    if cache_tree is not None and cache_tree[1] == count and not staged:
+        tree_root = cache_tree[0]  # it covers every entry, as git writes it
+    return IndexSnapshot(
+        Entries(raw),
+        _by_path(staged),
+        lst.st_mtime_ns,
+        skip_worktree,
+        marked,
+        tree_root,
+        file_identity(lst),
+    )
+
+
+def _by_path(staged: list[Entry]) -> dict[str, list[Entry]]:
+    conflicted: dict[str, list[Entry]] = {}
+    for e in staged:
+        conflicted.setdefault(e.path, []).append(e)
+    return conflicted
 
 
 # The stat data an index entry caches, packed as the leading fields of libgit2's

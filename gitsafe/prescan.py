@@ -1,25 +1,42 @@
-"""The reads of the work tree that a pull starts while it fetches.
+"""The reads of the work tree that a run starts before it needs them.
 
 The plan needs the target commit, which only the fetch gives, but its costly reads do not: the
 index file, the stat pass over every tracked file, and the listing of every tracked directory
-(``plan._Analysis``).  A pull starts them in a thread before it fetches; they run in C, without
-the interpreter lock, while the fetch waits on the network and libgit2 indexes what arrives.
-git's sequence reads the work tree only after its fetch.
+(``plan._Analysis``).  They run in a thread, in C, without the interpreter lock:
+
+- ``gitsafe pull`` and ``gitsafe doctor`` start them as soon as the command line is parsed
+  (:func:`start_early`), while the main thread is still importing pygit2 and the rest of
+  gitsafe (about 0.1 s that a 2-CPU machine otherwise spends on one CPU);
+- a pull that could not start them early (the Python API, or the command line with a
+  ``.git`` file or a busy run lock) starts them beside its fetch.
+
+This module imports nothing of pygit2 at import time, so the thread never waits for the main
+thread's imports.  Nothing here writes.
 
 The results stand for the index file they were made from: :meth:`Prescan.result` checks that
-the file is still the same one (device, inode, size, mtime, ctime) and drops them otherwise, and
-the plan then reads everything itself.  Nothing here writes.  The run lock keeps other gitsafe
-runs out meanwhile; any other writer races with a scan whenever it runs, early or not.
+the file is still the same one (device, inode, size, mtime, ctime) and drops them otherwise.
+Reads started before the pull holds its run lock also need the lock to have stayed free: the
+thread takes a look at ``run.lock`` (:func:`gitsafe.runlock.peek`) before it starts, and the
+results are used only if the pull then finds the lock file exactly as seen then (no gitsafe ran
+in between; every holder writes its pid into it).  Any other writer races with a scan whenever
+it runs, early or not; the plan's own reads would be no fresher.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from gitsafe import accel
-from gitsafe.index_stat import IndexSnapshot, file_identity, read_index
+from gitsafe import accel, index_file, runlock
+
+if TYPE_CHECKING:
+    from gitsafe.index_stat import IndexSnapshot
+
+# A filemode guess for reads started before the configuration is read: git's default.
+_FILEMODE_DEFAULT = True
 
 
 @dataclass
@@ -37,11 +54,23 @@ class Scanned:
 
 
 class Prescan:
-    """Start the reads now; :meth:`result` joins them."""
+    """Start the reads now; :meth:`result` joins them.
 
-    def __init__(self, workdir: str, index_path: str, filemode: bool) -> None:
-        self._workdir, self._index_path, self._filemode = workdir, index_path, filemode
-        self._found: Scanned | None = None
+    ``lock`` is what :func:`gitsafe.runlock.peek` saw before an early start, or
+    :data:`runlock.UNSEEN` for reads started under the run lock (or by doctor, which takes
+    none).
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        index_path: str,
+        filemode: bool,
+        lock: runlock.Seen = runlock.UNSEEN,
+    ) -> None:
+        self.workdir, self.index_path, self.lock = workdir, index_path, lock
+        self._filemode = filemode
+        self._found: tuple[bytes, os.stat_result, Any, list[str], list[Any], Any] | None = None
         self._thread: threading.Thread | None = None
         if accel.native is not None:  # the Python loops would hold the interpreter lock
             self._thread = threading.Thread(target=self._run, name="gitsafe-prescan", daemon=True)
@@ -51,39 +80,90 @@ class Prescan:
         native = accel.native
         assert native is not None
         try:
-            # No repository: an index file the parser leaves to libgit2 is not read here,
-            # beside the fetch's libgit2 calls, but by the plan afterwards.
-            index = read_index(None, self._index_path)
-            table = index.entries.raw
-            if index.identity is None or not isinstance(table, native.Table):
+            found = index_file.read(self.index_path)
+            if found is None or not index_file.checksum_ok(found[0]):
+                return  # the plan reads it, through libgit2 if need be
+            data, lst = found
+            parsed = native.parse_index(data)
+            if parsed is None:
                 return
+            table = parsed[0]
             rest, touched = native.stat_pass(
-                table, None, self._workdir, index.mtime_ns, self._filemode, accel.threads()
+                table, None, self.workdir, lst.st_mtime_ns, self._filemode, accel.threads()
             )
             try:
-                holding: list[str] | None = native.table_dirs_holding_others(
-                    self._workdir, table, accel.threads()
-                )
+                holding = native.table_dirs_holding_others(self.workdir, table, accel.threads())
             except OSError:
                 holding = None
-            self._found = Scanned(index, self._filemode, rest, touched, holding)
-        except Exception:  # NotParsed, OSError, a damaged file, ...
+            self._found = (data, lst, parsed, rest, touched, holding)
+        except Exception:
             # Whatever went wrong, the plan reads for itself and meets the problem there,
             # with the message and exit code it documents.
             return
 
-    def result(self) -> Scanned | None:
-        """The reads, if they stand for the index file as it is now; waits for them."""
+    def result(self, lock_now: runlock.Seen = runlock.UNSEEN) -> Scanned | None:
+        """The reads, if they stand for the index file as it is now and, for an early start,
+        the run lock was free throughout (``lock_now``: what the pull found in ``run.lock``
+        when it took it); waits for them."""
+        from gitsafe import index_stat
+
         self.join()
-        found = self._found
-        if found is None:
+        if self._found is None or (self.lock != runlock.UNSEEN and self.lock != lock_now):
             return None
+        data, lst, parsed, rest, touched, holding = self._found
         try:
-            now = file_identity(os.stat(self._index_path))
+            if index_file.file_identity(os.stat(self.index_path)) != index_file.file_identity(lst):
+                return None
         except OSError:
             return None
-        return found if now == found.index.identity else None
+        snap = index_stat.snapshot(data, index_stat.from_native(parsed), lst)
+        if snap is None:
+            return None
+        return Scanned(snap, self._filemode, rest, touched, holding)
 
     def join(self) -> None:
         if self._thread is not None:
             self._thread.join()
+
+
+_early: Prescan | None = None
+
+
+def start_early(where: str, command: str) -> None:
+    """Start the reads for ``gitsafe pull`` or ``gitsafe doctor`` run in directory ``where``,
+    if its work tree is plain to see: the nearest ``.git`` above it is a directory.  Anything
+    else (a ``.git`` file, no repository, a busy run lock) is left to the run itself."""
+    global _early
+    if accel.native is None or _early is not None:
+        return
+    top = os.path.abspath(where)
+    while not os.path.lexists(os.path.join(top, ".git")):
+        parent = os.path.dirname(top)
+        if parent == top:
+            return
+        top = parent
+    gitdir = os.path.join(top, ".git")
+    if os.path.islink(gitdir) or not os.path.isdir(gitdir):
+        return
+    lock = runlock.UNSEEN
+    if command == "pull":
+        lock = runlock.peek(gitdir)
+        if lock is runlock.BUSY:
+            return  # another gitsafe is at work: the pull waits for it, then reads afresh
+    _early = Prescan(top, os.path.join(gitdir, "index"), _FILEMODE_DEFAULT, lock)
+    atexit.register(_early.join)  # never leave the thread running into shutdown
+
+
+def claim(workdir: str, index_path: str) -> Prescan | None:
+    """The early reads, if they were started for this work tree and index file."""
+    global _early
+    early, _early = _early, None
+    if early is None:
+        return None
+    if (os.path.realpath(early.workdir), os.path.realpath(early.index_path)) != (
+        os.path.realpath(workdir),
+        os.path.realpath(index_path),
+    ):
+        early.join()
+        return None
+    return early

@@ -11,8 +11,43 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Literal
 
 from gitsafe.errors import Interrupted, LockBusy
+
+# What a look at run.lock saw: the file's inode, ctime and content (the last holder's pid), or
+# one of these words.  Every holder rewrites the content, so two looks that see the same
+# thing had no gitsafe run between them.
+Seen = tuple[int, int, bytes] | Literal["absent", "busy", "unseen"]
+ABSENT: Seen = "absent"  # no run.lock yet
+BUSY: Seen = "busy"  # another gitsafe holds it
+UNSEEN: Seen = "unseen"  # nobody looked
+
+
+def _seen(fd: int) -> Seen:
+    lst = os.fstat(fd)
+    return (lst.st_ino, lst.st_ctime_ns, os.pread(fd, 64, 0))
+
+
+def peek(gitdir: str) -> Seen:
+    """Is the run lock free, and what does its file hold?  Writes nothing."""
+    try:
+        fd = os.open(_path(gitdir), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return ABSENT
+    except OSError:
+        return BUSY  # cannot tell: as good as busy
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # fails while someone holds it
+        return _seen(fd)
+    except OSError:
+        return BUSY
+    finally:
+        os.close(fd)
+
+
+def _path(gitdir: str) -> str:
+    return os.path.join(gitdir, "gitsafe", "run.lock")
 
 
 @contextlib.contextmanager
@@ -21,16 +56,25 @@ def exclusive(
     timeout: float,
     poll: float = 0.05,
     checkpoint: Callable[[], None] = lambda: None,
-) -> Iterator[None]:
-    """Hold ``<gitdir>/gitsafe/run.lock`` with flock for the duration.
+) -> Iterator[Seen]:
+    """Hold ``<gitdir>/gitsafe/run.lock`` with flock for the duration; yields what the file
+    held when it was taken (as :func:`peek` sees it), before this run wrote its pid.
 
     The kernel releases an flock when its holder dies, even by SIGKILL, so a crashed run never
     wedges the next one; the holder's pid is written into the file for the busy message.
     """
-    directory = os.path.join(gitdir, "gitsafe")
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "run.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    os.makedirs(os.path.join(gitdir, "gitsafe"), exist_ok=True)
+    path = _path(gitdir)
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+    created = False
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+            created = True
+        except FileExistsError:  # another run created it just now
+            fd = os.open(path, flags)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -49,9 +93,10 @@ def exclusive(
                 )
             checkpoint()
             time.sleep(poll)
+        before = ABSENT if created else _seen(fd)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        yield before
     finally:
         os.close(fd)  # closing releases the flock
 

@@ -1,0 +1,67 @@
+"""The index file as bytes: what can be checked and read from it without libgit2 or pygit2.
+
+Kept apart from :mod:`gitsafe.index_stat` so that the early reads of a pull
+(:mod:`gitsafe.prescan`) can run in a thread while the main thread is still importing pygit2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+
+def read(path: str) -> tuple[bytes, os.stat_result] | None:
+    """The file's bytes and its stat data from the same open file; None if there is none."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(), os.fstat(f.fileno())
+    except FileNotFoundError:
+        return None
+
+
+def file_identity(lst: os.stat_result) -> tuple[int, ...]:
+    """What changes whenever a file is replaced or rewritten (git and libgit2 replace the index
+    by renaming a new file over it, so its inode changes too)."""
+    return (lst.st_dev, lst.st_ino, lst.st_size, lst.st_mtime_ns, lst.st_ctime_ns)
+
+
+def extensions(data: bytes, end: int) -> tuple[tuple[bytes, int] | None, bool]:
+    """The extensions after the entries: the cache-tree's root id (None unless valid), and
+    whether the entries parsed are the whole index (False: a required extension such as a
+    split index's ``link`` or a sparse index's ``sdir``, or a malformed block)."""
+    root: tuple[bytes, int] | None = None
+    pos, stop = end, len(data) - 20
+    while pos + 8 <= stop:
+        signature = data[pos : pos + 4]
+        size = int.from_bytes(data[pos + 4 : pos + 8], "big")
+        body_end = pos + 8 + size
+        if body_end > stop:
+            return None, False
+        if signature == b"TREE":
+            root = cache_tree_root(data[pos + 8 : body_end])
+        elif not b"A" <= signature[:1] <= b"Z":
+            return None, False  # git: an extension not starting with A-Z is required
+        pos = body_end
+    return root, pos == stop
+
+
+_CACHE_TREE_COUNTS = re.compile(rb"(-1|0|[1-9][0-9]{0,9}) (0|[1-9][0-9]{0,9})")
+
+
+def cache_tree_root(body: bytes) -> tuple[bytes, int] | None:
+    """The root entry of a TREE extension: the id of the tree the whole index equals and the
+    number of entries it covers, when git (or libgit2) recorded one and nothing has
+    invalidated it since (entry count -1).  Read as strictly as git reads it: any other shape
+    and the cache-tree is ignored."""
+    newline = body.find(b"\n")
+    if not body.startswith(b"\0") or newline < 0:
+        return None
+    counts = _CACHE_TREE_COUNTS.fullmatch(body, 1, newline)
+    if counts is None or counts.group(1) == b"-1" or len(body) < newline + 21:
+        return None
+    return body[newline + 1 : newline + 21], int(counts.group(1))
+
+
+def checksum_ok(data: bytes) -> bool:
+    return len(data) >= 32 and hashlib.sha1(memoryview(data)[:-20]).digest() == data[-20:]
