@@ -2,6 +2,8 @@
 
 ``gitsafe --version`` is answered here, before typer, rich and pygit2 are imported: the full
 CLI costs about 140 ms to start, the answer alone about 40 ms (docs/performance.md, "Startup").
+``pull`` and ``doctor`` start reading the work tree here too, before those imports
+(gitsafe/prescan.py).
 """
 
 from __future__ import annotations
@@ -15,9 +17,36 @@ def main() -> None:
 
         sys.stdout.write(version_line() + "\n")
         return
+    guess = _pull_or_doctor(sys.argv[1:])
+    if guess is not None:
+        # The work-tree reads of pull and doctor start now, while typer and pygit2 load
+        # (gitsafe/prescan.py); the run uses them only if they were for its repository.
+        from gitsafe import prescan
+
+        prescan.start_early(*guess)
     from gitsafe.cli import main as cli_main
 
     cli_main()
+
+
+def _pull_or_doctor(args: list[str]) -> tuple[str, str] | None:
+    """(directory, command) for ``gitsafe [-C DIR] pull|doctor [... -C DIR ...]``, read the
+    quick way: the last ``-C`` wins, as the subcommand's ``-C`` overrides the global one.  A
+    wrong guess (``-C`` given as another option's value) costs only wasted reads."""
+    command, directory, i = None, ".", 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "-C" and i + 1 < len(args):
+            directory, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("-C") and len(arg) > 2:
+            directory = arg[2:]
+        elif command is None:
+            if arg.startswith("-"):
+                return None  # --help, --install-completion, ...: no run to read for
+            command = arg
+        i += 1
+    return (directory, command) if command in ("pull", "doctor") else None
 
 
 if __name__ == "__main__":

@@ -230,9 +230,6 @@ def pull(
     Exit codes: 0 the checkout now equals REMOTE/BRANCH; 1 the pull failed and a rerun can
     converge; 2 usage or configuration error, refused repository, not a git work tree.
     """
-    from gitsafe import prescan
-
-    prescan.start_early(_where(directory), "pull")  # reads the work tree while we import
     from gitsafe.core import pull as run_pull
 
     result = run_pull(
@@ -283,9 +280,6 @@ def doctor(
     Exit codes: 0 nothing to heal; 1 a pull would heal; 2 no plan could be made (usage,
     configuration, refused repository, not a git work tree, fetch failure).
     """
-    from gitsafe import prescan
-
-    prescan.start_early(_where(directory), "doctor")  # reads the work tree while we import
     from gitsafe.core import doctor as run_doctor
 
     result = run_doctor(

@@ -391,9 +391,19 @@ def snapshot(data: bytes, parsed: Parsed | None, lst: os.stat_result) -> IndexSn
     elsewhere, as in a split or sparse index)."""
     if parsed is None:
         return None
-    raw, staged, skip_worktree, marked, end = parsed
-    cache_tree, whole = _extensions(data, end)
-    count = int.from_bytes(data[8:12], "big")
+    return assemble(parsed, lst, _extensions(data, parsed[4]), int.from_bytes(data[8:12], "big"))
+
+
+def assemble(
+    parsed: Parsed,
+    lst: os.stat_result,
+    extensions: tuple[tuple[bytes, int] | None, bool],
+    count: int,
+) -> IndexSnapshot | None:
+    """:func:`snapshot` from what it reads of the file: the extensions
+    (:func:`gitsafe.index_file.extensions`) and the header's entry count."""
+    raw, staged, skip_worktree, marked, _end = parsed
+    cache_tree, whole = extensions
     if not whole or len(raw) + len(staged) != count:
         return None
     tree_root: bytes | None = None

@@ -4,9 +4,9 @@ The plan needs the target commit, which only the fetch gives, but its costly rea
 index file, the stat pass over every tracked file, and the listing of every tracked directory
 (``plan._Analysis``).  They run in a thread, in C, without the interpreter lock:
 
-- ``gitsafe pull`` and ``gitsafe doctor`` start them as soon as the command line is parsed
-  (:func:`start_early`), while the main thread is still importing pygit2 and the rest of
-  gitsafe (about 0.1 s that a 2-CPU machine otherwise spends on one CPU);
+- ``gitsafe pull`` and ``gitsafe doctor`` start them first thing (:func:`start_early`, from
+  ``gitsafe/__main__.py``), while the main thread imports typer, pygit2 and the rest of
+  gitsafe (about 0.15 s that a 2-CPU machine otherwise spends on one CPU);
 - a pull that could not start them early (the Python API, or the command line with a
   ``.git`` file or a busy run lock) starts them beside its fetch.
 
@@ -70,7 +70,7 @@ class Prescan:
     ) -> None:
         self.workdir, self.index_path, self.lock = workdir, index_path, lock
         self._filemode = filemode
-        self._found: tuple[bytes, os.stat_result, Any, list[str], list[Any], Any] | None = None
+        self._found: tuple[Any, os.stat_result, Any, list[str], list[Any], Any] | None = None
         self._thread: threading.Thread | None = None
         if accel.native is not None:  # the Python loops would hold the interpreter lock
             self._thread = threading.Thread(target=self._run, name="gitsafe-prescan", daemon=True)
@@ -87,6 +87,10 @@ class Prescan:
             parsed = native.parse_index(data)
             if parsed is None:
                 return
+            # What the snapshot needs of the bytes, so that they are not kept (20 MB at
+            # 200,000 files): the entry count and the extensions after the entries.
+            tail = index_file.extensions(data, parsed[4]), int.from_bytes(data[8:12], "big")
+            del data, found
             table = parsed[0]
             rest, touched = native.stat_pass(
                 table, None, self.workdir, lst.st_mtime_ns, self._filemode, accel.threads()
@@ -95,7 +99,7 @@ class Prescan:
                 holding = native.table_dirs_holding_others(self.workdir, table, accel.threads())
             except OSError:
                 holding = None
-            self._found = (data, lst, parsed, rest, touched, holding)
+            self._found = (tail, lst, parsed, rest, touched, holding)
         except Exception:
             # Whatever went wrong, the plan reads for itself and meets the problem there,
             # with the message and exit code it documents.
@@ -110,13 +114,15 @@ class Prescan:
         self.join()
         if self._found is None or (self.lock != runlock.UNSEEN and self.lock != lock_now):
             return None
-        data, lst, parsed, rest, touched, holding = self._found
+        (extensions, count), lst, parsed, rest, touched, holding = self._found
+        self._found = None  # the plan keeps what it uses
         try:
             if index_file.file_identity(os.stat(self.index_path)) != index_file.file_identity(lst):
                 return None
         except OSError:
             return None
-        snap = index_stat.snapshot(data, index_stat.from_native(parsed), lst)
+        entries = index_stat.from_native(parsed)
+        snap = None if entries is None else index_stat.assemble(entries, lst, extensions, count)
         if snap is None:
             return None
         return Scanned(snap, self._filemode, rest, touched, holding)

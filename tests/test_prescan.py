@@ -154,3 +154,24 @@ def test_peek_sees_what_exclusive_then_finds(deploy: Path) -> None:
     )
     after = runlock.peek(gitdir)
     assert isinstance(after, tuple) and after != seen and after[0] == seen[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["pull", "origin", "main", "-e", "deploy-hook.log"], (".", "pull")),
+        (["-C", "/srv/a", "doctor", "--fetch"], ("/srv/a", "doctor")),
+        (["-C", "/srv/a", "pull", "-C", "/srv/b"], ("/srv/b", "pull")),
+        (["pull", "-C/srv/c", "origin"], ("/srv/c", "pull")),
+        (["--help"], None),
+        (["report"], None),
+        (["hooks", "install", "post-receive"], None),
+        ([], None),
+    ],
+)
+def test_the_entry_point_reads_which_repository_a_pull_or_doctor_is_for(
+    argv: list[str], expected: tuple[str, str] | None
+) -> None:
+    from gitsafe.__main__ import _pull_or_doctor
+
+    assert _pull_or_doctor(argv) == expected
