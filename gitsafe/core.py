@@ -654,7 +654,7 @@ def _converge(
     if plan.clear_state:
         execute.clear_state(co.gitdir, co.commondir, plan.clear_state)
     execute.reset_worktree(
-        repo, co.workdir, plan.target_tree, plan.target_files, plan.changes, checkpoint
+        repo, co.workdir, plan.target_tree, plan.target_files, plan.changes, checkpoint, plan.index
     )
     execute.move_branch(repo, source.remote, source.branch, target, plan.head)
     failed = execute.clean_worktree(co.workdir, plan.changes.clean, checkpoint)

@@ -26,24 +26,28 @@ def file_identity(lst: os.stat_result) -> tuple[int, ...]:
     return (lst.st_dev, lst.st_ino, lst.st_size, lst.st_mtime_ns, lst.st_ctime_ns)
 
 
-def extensions(data: bytes, end: int) -> tuple[tuple[bytes, int] | None, bool]:
-    """The extensions after the entries: the cache-tree's root id (None unless valid), and
-    whether the entries parsed are the whole index (False: a required extension such as a
-    split index's ``link`` or a sparse index's ``sdir``, or a malformed block)."""
+def extensions(data: bytes, end: int) -> tuple[tuple[bytes, int] | None, bool, bool]:
+    """The extensions after the entries: the cache-tree's root id (None unless valid); whether
+    the entries parsed are the whole index (False: a required extension such as a split
+    index's ``link`` or a sparse index's ``sdir``, or a malformed block); and whether there is
+    an extension besides the cache-tree (resolve-undo ``REUC``, untracked cache ``UNTR``...)."""
     root: tuple[bytes, int] | None = None
+    others = False
     pos, stop = end, len(data) - 20
     while pos + 8 <= stop:
         signature = data[pos : pos + 4]
         size = int.from_bytes(data[pos + 4 : pos + 8], "big")
         body_end = pos + 8 + size
         if body_end > stop:
-            return None, False
+            return None, False, others
         if signature == b"TREE":
             root = cache_tree_root(data[pos + 8 : body_end])
         elif not b"A" <= signature[:1] <= b"Z":
-            return None, False  # git: an extension not starting with A-Z is required
+            return None, False, True  # git: an extension not starting with A-Z is required
+        else:
+            others = True
         pos = body_end
-    return root, pos == stop
+    return root, pos == stop, others
 
 
 _CACHE_TREE_COUNTS = re.compile(rb"(-1|0|[1-9][0-9]{0,9}) (0|[1-9][0-9]{0,9})")

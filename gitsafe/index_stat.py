@@ -63,6 +63,8 @@ class IndexSnapshot:
     tree_root: bytes | None = None
     # The index file's file_identity() when it was read; None for no file.
     identity: tuple[int, ...] | None = None
+    # It has an extension besides the cache-tree (REUC, UNTR, ...), or was read by libgit2.
+    other_extensions: bool = True
 
     def stat_clean(self, entry: Entry, lst: os.stat_result) -> bool:
         """git's ie_match_stat, strict form: True only when the cached stat proves the content.
@@ -397,13 +399,13 @@ def snapshot(data: bytes, parsed: Parsed | None, lst: os.stat_result) -> IndexSn
 def assemble(
     parsed: Parsed,
     lst: os.stat_result,
-    extensions: tuple[tuple[bytes, int] | None, bool],
+    extensions: tuple[tuple[bytes, int] | None, bool, bool],
     count: int,
 ) -> IndexSnapshot | None:
     """:func:`snapshot` from what it reads of the file: the extensions
     (:func:`gitsafe.index_file.extensions`) and the header's entry count."""
     raw, staged, skip_worktree, marked, _end = parsed
-    cache_tree, whole = extensions
+    cache_tree, whole, others = extensions
     if not whole or len(raw) + len(staged) != count:
         return None
     tree_root: bytes | None = None
@@ -417,6 +419,7 @@ def assemble(
         marked,
         tree_root,
         file_identity(lst),
+        others,
     )
 
 

@@ -157,6 +157,15 @@ class IndexFiles(Mapping[str, Spec]):
             (p for p, spec in overlay.items() if spec is not None),
         )
 
+    @property
+    def entries(self) -> Entries:
+        """The index entries it is laid over."""
+        return self._entries
+
+    def overlay(self) -> Mapping[str, Spec | None]:
+        """Where it differs from the index (None: not in the tree).  Read-only."""
+        return self._overlay
+
     def gitlinks(self) -> list[str]:
         """Its submodule paths: the index's, as the overlay leaves them, and the overlay's."""
         overlay = self._overlay

@@ -235,13 +235,17 @@ def test_an_index_with_a_bad_checksum_or_a_required_extension_goes_to_libgit2(
     entries = index_stat._parse(data)
     assert entries is not None
     head_tree = repo.revparse_single("HEAD").peel(pygit2.Commit).tree
-    assert index_stat._extensions(data, entries[4]) == ((head_tree.id.raw, len(entries[0])), True)
+    assert index_stat._extensions(data, entries[4]) == (
+        (head_tree.id.raw, len(entries[0])),
+        True,
+        False,
+    )
     # A required extension (lower-case signature, as a split index's "link") or a block that
     # runs past the checksum: the parsed entries are not the whole index.
     link = data[: entries[4]] + b"link" + (4).to_bytes(4, "big") + b"\0" * 4 + b"\0" * 20
-    assert index_stat._extensions(link, entries[4]) == (None, False)
+    assert index_stat._extensions(link, entries[4]) == (None, False, True)
     overlong = data[: entries[4]] + b"TREE" + (999).to_bytes(4, "big") + b"\0" * 20
-    assert index_stat._extensions(overlong, entries[4]) == (None, False)
+    assert index_stat._extensions(overlong, entries[4]) == (None, False, False)
     # A flipped bit in an entry: the checksum catches it and libgit2 refuses the file.
     damaged = bytearray(data)
     damaged[40] ^= 1
@@ -540,3 +544,78 @@ def test_early_reads_stand_only_for_the_index_file_they_were_made_from(
     # An index the parser leaves to libgit2 (a split index) is not read beside the fetch.
     git(deploy, "update-index", "--split-index")
     assert Prescan(str(deploy), index_path, True).result() is None
+
+
+# -- the target loaded into libgit2's index in place ----------------------------------------
+
+
+@pytest.fixture
+def read_trees(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every libgit2 read_tree a run makes (the long way of loading the target)."""
+    calls: list[str] = []
+    original = pygit2.Index.read_tree
+
+    def read_tree(self: pygit2.Index, tree: object) -> None:
+        calls.append(str(tree))
+        original(self, tree)
+
+    monkeypatch.setattr(pygit2.Index, "read_tree", read_tree)
+    return calls
+
+
+def test_a_heal_changes_only_the_differing_index_entries_and_ends_as_git_does(
+    origin: Origin, tmp_path: Path, read_trees: list[str]
+) -> None:
+    for i in range(30):
+        write(origin.work, f"d{i % 3}/f{i}.txt", f"{i}\n")
+    write(origin.work, "becomes/dir", "file\n")
+    write(origin.work, "gone/only.txt", "x\n")
+    origin.push("files")
+    deploy = origin.clone(tmp_path / "deploy")
+    # Upstream: edits, an addition, a deletion that empties a directory, a file turned
+    # directory, a mode change, a submodule.
+    write(origin.work, "d1/f1.txt", "upstream\n")
+    write(origin.work, "d2/new.txt", "new\n")
+    os.remove(origin.work / "gone/only.txt")
+    os.remove(origin.work / "becomes/dir")
+    write(origin.work, "becomes/dir/inside.txt", "now a directory\n")
+    os.chmod(origin.work / "d0/f0.txt", 0o755)
+    origin.push("reshape")
+    git(origin.work, "update-index", "--add", "--cacheinfo", f"160000,{'4' * 40},vendor/lib")
+    git(origin.work, "commit", "-q", "-m", "submodule")
+    git(origin.work, "push", "-q", "origin", "HEAD:main")
+    git(deploy, "fetch", "-q", "origin")
+    write(deploy, "d0/f3.txt", "local edit\n")  # dirt to restore
+    write(deploy, "d1/scratch.tmp", "untracked\n")
+    _report, healed, _by_git = heal_and_compare(deploy, tmp_path / "work")
+    assert read_trees == []  # the in-place way was taken
+    assert git(healed, "ls-files", "-s") == git(_by_git, "ls-files", "-s")
+    # A cache-tree as valid as git's: the next plan takes its shortcut.
+    repo = pygit2.Repository(str(healed))
+    snap = index_stat.read_index(repo, os.path.join(repo.path, "index"))
+    assert snap.tree_root == repo.revparse_single("HEAD").peel(pygit2.Commit).tree.id.raw
+    assert git(healed, "status", "--porcelain") == ""
+
+
+def test_an_index_with_resolve_undo_data_is_loaded_the_long_way(
+    origin: Origin, tmp_path: Path, read_trees: list[str]
+) -> None:
+    deploy = origin.clone(tmp_path / "deploy")
+    # A resolved conflict leaves resolve-undo data (REUC) in the index; read_tree clears it.
+    git(deploy, "checkout", "-q", "-b", "side")
+    write(deploy, "README.md", "side\n")
+    git(deploy, "commit", "-q", "-am", "side")
+    git(deploy, "checkout", "-q", "main")
+    write(deploy, "README.md", "main\n")
+    git(deploy, "commit", "-q", "-am", "main")
+    git(deploy, "merge", "-q", "side", check=False)
+    write(deploy, "README.md", "resolved\n")
+    git(deploy, "add", "README.md")
+    git(deploy, "commit", "-q", "--no-edit")
+    repo = pygit2.Repository(str(deploy))
+    snap = index_stat.read_index(repo, os.path.join(repo.path, "index"))
+    assert snap.other_extensions
+    write(origin.work, "more.txt", "more\n")
+    origin.push("more")
+    heal_and_compare(deploy, tmp_path / "work")
+    assert read_trees != []
