@@ -376,15 +376,7 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
     index.read(force=False)
     raw, staged, skip_worktree, marked = _read_through_libgit2(index._index)
-    return IndexSnapshot(
-        Entries(raw),
-        _by_path(staged),
-        lst.st_mtime_ns,
-        skip_worktree,
-        marked,
-        None,
-        file_identity(lst),
-    )
+    return _snapshot(raw, staged, skip_worktree, marked, lst, None, True)
 
 
 def snapshot(data: bytes, parsed: Parsed | None, lst: os.stat_result) -> IndexSnapshot | None:
@@ -411,9 +403,24 @@ def assemble(
     tree_root: bytes | None = None
     if cache_tree is not None and cache_tree[1] == count and not staged:
         tree_root = cache_tree[0]  # it covers every entry, as git writes it
+    return _snapshot(raw, staged, skip_worktree, marked, lst, tree_root, others)
+
+
+def _snapshot(
+    raw: Mapping[str, RawEntry],
+    staged: list[Entry],
+    skip_worktree: list[str],
+    marked: bool,
+    lst: os.stat_result,
+    tree_root: bytes | None,
+    others: bool,
+) -> IndexSnapshot:
+    conflicted: dict[str, list[Entry]] = {}
+    for e in staged:
+        conflicted.setdefault(e.path, []).append(e)
     return IndexSnapshot(
         Entries(raw),
-        _by_path(staged),
+        conflicted,
         lst.st_mtime_ns,
         skip_worktree,
         marked,
@@ -421,13 +428,6 @@ def assemble(
         file_identity(lst),
         others,
     )
-
-
-def _by_path(staged: list[Entry]) -> dict[str, list[Entry]]:
-    conflicted: dict[str, list[Entry]] = {}
-    for e in staged:
-        conflicted.setdefault(e.path, []).append(e)
-    return conflicted
 
 
 # The stat data an index entry caches, packed as the leading fields of libgit2's

@@ -101,13 +101,7 @@ def test_index_file_parser_keeps_conflict_stages(tmp_path: Path) -> None:
     write(repo, "f.txt", "base\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "base")
-    git(repo, "checkout", "-q", "-b", "other")
-    write(repo, "f.txt", "other\n")
-    git(repo, "commit", "-q", "-am", "other")
-    git(repo, "checkout", "-q", "main")
-    write(repo, "f.txt", "main\n")
-    git(repo, "commit", "-q", "-am", "main")
-    git(repo, "merge", "-q", "other", check=False)
+    _conflict(repo, "f.txt")
     parsed, through_libgit2 = _both_ways(repo)
     assert parsed == through_libgit2
     assert parsed is not None
@@ -602,13 +596,7 @@ def test_an_index_with_resolve_undo_data_is_loaded_the_long_way(
 ) -> None:
     deploy = origin.clone(tmp_path / "deploy")
     # A resolved conflict leaves resolve-undo data (REUC) in the index; read_tree clears it.
-    git(deploy, "checkout", "-q", "-b", "side")
-    write(deploy, "README.md", "side\n")
-    git(deploy, "commit", "-q", "-am", "side")
-    git(deploy, "checkout", "-q", "main")
-    write(deploy, "README.md", "main\n")
-    git(deploy, "commit", "-q", "-am", "main")
-    git(deploy, "merge", "-q", "side", check=False)
+    _conflict(deploy, "README.md")
     write(deploy, "README.md", "resolved\n")
     git(deploy, "add", "README.md")
     git(deploy, "commit", "-q", "--no-edit")
@@ -619,3 +607,14 @@ def test_an_index_with_resolve_undo_data_is_loaded_the_long_way(
     origin.push("more")
     heal_and_compare(deploy, tmp_path / "work")
     assert read_trees != []
+
+
+def _conflict(repo: Path, path: str) -> None:
+    """Merge a branch that changed ``path`` into main, which changed it too: a conflict."""
+    git(repo, "checkout", "-q", "-b", "other")
+    write(repo, path, "other\n")
+    git(repo, "commit", "-q", "-am", "other")
+    git(repo, "checkout", "-q", "main")
+    write(repo, path, "main\n")
+    git(repo, "commit", "-q", "-am", "main")
+    git(repo, "merge", "-q", "other", check=False)
