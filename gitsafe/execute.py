@@ -137,16 +137,21 @@ def load_target(
         and planned.entries is target.entries
         and _identity(os.path.join(repo.path, "index")) == planned.identity
     ):
-        for path, spec in target.overlay().items():
-            if spec is None:
-                if path in index:
-                    index.remove(path)
-            else:
-                mode, oid = spec
-                # bytes and int: a non-UTF-8 name must not fail (pygit2 accepts both)
-                index.add(pygit2.IndexEntry(os.fsencode(path), oid, mode))  # type: ignore[arg-type]
-        if index.write_tree() == target_tree.id:
-            return
+        try:
+            # The index's own paths come first, so a file that goes makes room for a directory.
+            for path, spec in target.overlay().items():
+                if spec is None:
+                    if path in index:
+                        index.remove(path)
+                else:
+                    mode, oid = spec
+                    # bytes and int: a non-UTF-8 name must not fail (pygit2 accepts both)
+                    entry = pygit2.IndexEntry(os.fsencode(path), oid, mode)  # type: ignore[arg-type]
+                    index.add(entry)
+            if index.write_tree() == target_tree.id:
+                return
+        except (pygit2.GitError, ValueError):
+            pass  # whatever the edits left, read_tree replaces every entry
     index.read_tree(target_tree)
 
 
