@@ -184,8 +184,8 @@ def write_index(
         mode, oid = target[path]
         if mode == MODE_GITLINK:
             continue
-        # read_tree gave every path its entry with the target's mode and id: only the stat data
-        # needs refreshing (an entry with no file gets zeros, so git re-checks it).
+        # load_target gave every path its entry with the target's mode and id: only the stat
+        # data needs refreshing (an entry with no file gets zeros, so git re-checks it).
         if packed is None or not set_stat(index, path, packed):
             add_with_stat(index, path, mode, oid, packed)
     index.write()
