@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import pygit2
 
+from gitsafe import index_file
 from gitsafe.errors import GitsafeError
 from gitsafe.filters import smudge
-from gitsafe.index_file import file_identity
 from gitsafe.index_stat import (
     MODE_EXEC,
     MODE_GITLINK,
@@ -135,7 +135,7 @@ def load_target(
         and not (planned.conflicted or planned.marked or planned.other_extensions)
         and planned.identity is not None
         and planned.entries is target.entries
-        and _identity(os.path.join(repo.path, "index")) == planned.identity
+        and index_file.identity(os.path.join(repo.path, "index")) == planned.identity
     ):
         try:
             # The index's own paths come first, so a file that goes makes room for a directory.
@@ -153,13 +153,6 @@ def load_target(
         except (pygit2.GitError, ValueError):
             pass  # whatever the edits left, read_tree replaces every entry
     index.read_tree(target_tree)
-
-
-def _identity(path: str) -> tuple[int, ...] | None:
-    try:
-        return file_identity(os.stat(path))
-    except OSError:
-        return None
 
 
 def write_index(

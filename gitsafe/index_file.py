@@ -26,7 +26,24 @@ def file_identity(lst: os.stat_result) -> tuple[int, ...]:
     return (lst.st_dev, lst.st_ino, lst.st_size, lst.st_mtime_ns, lst.st_ctime_ns)
 
 
-def extensions(data: bytes, end: int) -> tuple[tuple[bytes, int] | None, bool, bool]:
+def identity(path: str) -> tuple[int, ...] | None:
+    """:func:`file_identity` of the file at ``path`` now; None if it cannot be stat-ed."""
+    try:
+        return file_identity(os.stat(path))
+    except OSError:
+        return None
+
+
+Extensions = tuple[tuple[bytes, int] | None, bool, bool]
+
+
+def tail(data: bytes, end: int) -> tuple[Extensions, int]:
+    """What a snapshot needs of the file besides its entries (which end at ``end``): the
+    :func:`extensions` and the header's entry count."""
+    return extensions(data, end), int.from_bytes(data[8:12], "big")
+
+
+def extensions(data: bytes, end: int) -> Extensions:
     """The extensions after the entries: the cache-tree's root id (None unless valid); whether
     the entries parsed are the whole index (False: a required extension such as a split
     index's ``link`` or a sparse index's ``sdir``, or a malformed block); and whether there is

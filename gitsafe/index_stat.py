@@ -21,9 +21,6 @@ import pygit2
 from pygit2.ffi import C, ffi
 
 from gitsafe import accel, index_file
-from gitsafe.index_file import cache_tree_root as _cache_tree_root  # noqa: F401 (tests)
-from gitsafe.index_file import checksum_ok as _checksum_ok
-from gitsafe.index_file import extensions as _extensions
 from gitsafe.index_file import file_identity
 
 MODE_FILE = 0o100644
@@ -370,7 +367,7 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     if found is None:
         return IndexSnapshot(Entries({}), {}, 0, [], False, None)
     data, lst = found
-    snap = snapshot(data, parse(data) if _checksum_ok(data) else None, lst)
+    snap = snapshot(data, parse(data) if index_file.checksum_ok(data) else None, lst)
     if snap is not None:
         return snap
     index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
@@ -385,19 +382,16 @@ def snapshot(data: bytes, parsed: Parsed | None, lst: os.stat_result) -> IndexSn
     elsewhere, as in a split or sparse index)."""
     if parsed is None:
         return None
-    return assemble(parsed, lst, _extensions(data, parsed[4]), int.from_bytes(data[8:12], "big"))
+    return assemble(parsed, lst, index_file.tail(data, parsed[4]))
 
 
 def assemble(
-    parsed: Parsed,
-    lst: os.stat_result,
-    extensions: tuple[tuple[bytes, int] | None, bool, bool],
-    count: int,
+    parsed: Parsed, lst: os.stat_result, tail: tuple[index_file.Extensions, int]
 ) -> IndexSnapshot | None:
-    """:func:`snapshot` from what it reads of the file: the extensions
-    (:func:`gitsafe.index_file.extensions`) and the header's entry count."""
+    """:func:`snapshot` from what it reads of the file besides the entries
+    (:func:`gitsafe.index_file.tail`)."""
     raw, staged, skip_worktree, marked, _end = parsed
-    cache_tree, whole, others = extensions
+    (cache_tree, whole, others), count = tail
     if not whole or len(raw) + len(staged) != count:
         return None
     tree_root: bytes | None = None

@@ -70,7 +70,10 @@ class Prescan:
     ) -> None:
         self.workdir, self.index_path, self.lock = workdir, index_path, lock
         self._filemode = filemode
-        self._found: tuple[Any, os.stat_result, Any, list[str], list[Any], Any] | None = None
+        self._found: (
+            tuple[tuple[index_file.Extensions, int], os.stat_result, Any, list[str], Any, Any]
+            | None
+        ) = None
         self._thread: threading.Thread | None = None
         if accel.native is not None:  # the Python loops would hold the interpreter lock
             self._thread = threading.Thread(target=self._run, name="gitsafe-prescan", daemon=True)
@@ -89,7 +92,7 @@ class Prescan:
                 return
             # What the snapshot needs of the bytes, so that they are not kept (20 MB at
             # 200,000 files): the entry count and the extensions after the entries.
-            tail = index_file.extensions(data, parsed[4]), int.from_bytes(data[8:12], "big")
+            tail = index_file.tail(data, parsed[4])
             del data, found
             table = parsed[0]
             rest, touched = native.stat_pass(
@@ -114,15 +117,12 @@ class Prescan:
         self.join()
         if self._found is None or (self.lock != runlock.UNSEEN and self.lock != lock_now):
             return None
-        (extensions, count), lst, parsed, rest, touched, holding = self._found
+        tail, lst, parsed, rest, touched, holding = self._found
         self._found = None  # the plan keeps what it uses
-        try:
-            if index_file.file_identity(os.stat(self.index_path)) != index_file.file_identity(lst):
-                return None
-        except OSError:
+        if index_file.identity(self.index_path) != index_file.file_identity(lst):
             return None
         entries = index_stat.from_native(parsed)
-        snap = None if entries is None else index_stat.assemble(entries, lst, extensions, count)
+        snap = None if entries is None else index_stat.assemble(entries, lst, tail)
         if snap is None:
             return None
         return Scanned(snap, self._filemode, rest, touched, holding)

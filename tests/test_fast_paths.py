@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from pygit2.enums import DeltaStatus
 
 import gitsafe
-from gitsafe import accel, index_stat, plan
+from gitsafe import accel, index_file, index_stat, plan
 from gitsafe.index_stat import MODE_GITLINK
 from gitsafe.plan import files_near_index, flatten_tree, gitlink_paths, index_files
 
@@ -41,8 +41,8 @@ EMPTY_BLOB = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
 
 def _both_ways(repo_path: Path) -> tuple[object, object]:
     repo = pygit2.Repository(str(repo_path))
-    index_file = os.path.join(repo.path, "index")
-    with open(index_file, "rb") as f:
+    index_path = os.path.join(repo.path, "index")
+    with open(index_path, "rb") as f:
         full = index_stat._parse(f.read())
     parsed = full[:4] if full is not None else None
     repo.index.read(force=True)
@@ -223,13 +223,13 @@ def test_an_index_with_a_bad_checksum_or_a_required_extension_goes_to_libgit2(
 ) -> None:
     deploy = origin.clone(tmp_path / "deploy")
     repo = pygit2.Repository(str(deploy))
-    index_file = Path(repo.path, "index")
-    data = index_file.read_bytes()
-    assert index_stat._checksum_ok(data)
+    index_path = Path(repo.path, "index")
+    data = index_path.read_bytes()
+    assert index_file.checksum_ok(data)
     entries = index_stat._parse(data)
     assert entries is not None
     head_tree = repo.revparse_single("HEAD").peel(pygit2.Commit).tree
-    assert index_stat._extensions(data, entries[4]) == (
+    assert index_file.extensions(data, entries[4]) == (
         (head_tree.id.raw, len(entries[0])),
         True,
         False,
@@ -237,16 +237,16 @@ def test_an_index_with_a_bad_checksum_or_a_required_extension_goes_to_libgit2(
     # A required extension (lower-case signature, as a split index's "link") or a block that
     # runs past the checksum: the parsed entries are not the whole index.
     link = data[: entries[4]] + b"link" + (4).to_bytes(4, "big") + b"\0" * 4 + b"\0" * 20
-    assert index_stat._extensions(link, entries[4]) == (None, False, True)
+    assert index_file.extensions(link, entries[4]) == (None, False, True)
     overlong = data[: entries[4]] + b"TREE" + (999).to_bytes(4, "big") + b"\0" * 20
-    assert index_stat._extensions(overlong, entries[4]) == (None, False, False)
+    assert index_file.extensions(overlong, entries[4]) == (None, False, False)
     # A flipped bit in an entry: the checksum catches it and libgit2 refuses the file.
     damaged = bytearray(data)
     damaged[40] ^= 1
-    assert not index_stat._checksum_ok(bytes(damaged))
-    index_file.write_bytes(bytes(damaged))
+    assert not index_file.checksum_ok(bytes(damaged))
+    index_path.write_bytes(bytes(damaged))
     with pytest.raises(pygit2.GitError):
-        index_stat.read_index(pygit2.Repository(str(deploy)), str(index_file))
+        index_stat.read_index(pygit2.Repository(str(deploy)), str(index_path))
     report = gitsafe.doctor(deploy)
     assert report.outcome == "refused", report.error
     assert "index is unreadable" in (report.error or {}).get("message", "")
@@ -256,15 +256,15 @@ def test_a_cache_tree_is_trusted_only_in_the_shape_git_writes_and_only_if_it_cov
     origin: Origin, tmp_path: Path
 ) -> None:
     oid = b"\x11" * 20
-    assert index_stat._cache_tree_root(b"\0" + b"3 1\n" + oid) == (oid, 3)
+    assert index_file.cache_tree_root(b"\0" + b"3 1\n" + oid) == (oid, 3)
     for counts in (b"-1 0", b"1_0 0", b"3", b"03 1", b" 3 1", b"3 1 ", b"+3 1", b"3 -1"):
-        assert index_stat._cache_tree_root(b"\0" + counts + b"\n" + oid) is None, counts
-    assert index_stat._cache_tree_root(b"\0" + b"3 1\n" + oid[:19]) is None  # cut short
+        assert index_file.cache_tree_root(b"\0" + counts + b"\n" + oid) is None, counts
+    assert index_file.cache_tree_root(b"\0" + b"3 1\n" + oid[:19]) is None  # cut short
     # A root that covers fewer entries than the index holds (a tool that added one without
     # invalidating it): not trusted.
     deploy = origin.clone(tmp_path / "deploy")
-    index_file = Path(deploy, ".git", "index")
-    data = index_file.read_bytes()
+    index_path = Path(deploy, ".git", "index")
+    data = index_path.read_bytes()
     entries = index_stat._parse(data)
     assert entries is not None
     count = len(entries[0])
@@ -275,11 +275,11 @@ def test_a_cache_tree_is_trusted_only_in_the_shape_git_writes_and_only_if_it_cov
     assert len(str(count - 1)) == len(str(count)), "pick a template with a stable digit count"
     forged = data[: tree_at + 8] + fewer + data[tree_at + 8 + len(field) : -20]
     forged += hashlib.sha1(forged).digest()
-    index_file.write_bytes(forged)
+    index_path.write_bytes(forged)
     repo = pygit2.Repository(str(deploy))
-    assert index_stat.read_index(repo, str(index_file)).tree_root is None
-    index_file.write_bytes(data)
-    assert index_stat.read_index(repo, str(index_file)).tree_root is not None
+    assert index_stat.read_index(repo, str(index_path)).tree_root is None
+    index_path.write_bytes(data)
+    assert index_stat.read_index(repo, str(index_path)).tree_root is not None
 
 
 def test_unmodified_files_behind_a_symlinked_directory_are_not_trusted(
@@ -316,8 +316,8 @@ def test_a_racily_clean_entry_is_hashed_not_trusted(origin: Origin, deploy: Path
         index, "src/config.py", 0o100644, old_id, index_stat.pack_stat(lst, 0o100644)
     )
     index.write()
-    index_file = os.path.join(repo.path, "index")
-    os.utime(index_file, ns=(lst.st_mtime_ns, lst.st_mtime_ns))
+    index_path = os.path.join(repo.path, "index")
+    os.utime(index_path, ns=(lst.st_mtime_ns, lst.st_mtime_ns))
     # git hashes it (diff-files, unlike status, leaves the index as it is)
     assert git(deploy, "diff-files", "--name-only").strip() == "src/config.py"
     report = gitsafe.pull(deploy, "origin", "main")
