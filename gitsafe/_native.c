@@ -1,4 +1,5 @@
-/* gitsafe._native: the two loops that touch every tracked path, in C.
+/* gitsafe._native: the loops that touch every tracked path, in C: the index parser, the stat
+ * pass, the facts about the index's paths and the untracked pre-scan.
  *
  * gitsafe/index_stat.py and gitsafe/plan.py hold the reference implementations in Python and
  * use them whenever this module is not built; tests/test_native.py holds the two to the same
@@ -84,6 +85,17 @@ fail:
     return NULL;
 }
 
+/* A stage-0 entry's path appended to skip_worktree if it is marked so; 0 on success, -1 on a
+ * Python error. */
+static int skip_entry(PyObject *skip_worktree, const char *name, Py_ssize_t name_len,
+                      unsigned extended) {
+    if (!(extended & SKIP_WORKTREE)) return 0;
+    PyObject *path = PyUnicode_DecodeFSDefaultAndSize(name, name_len);
+    int rc = path == NULL ? -1 : PyList_Append(skip_worktree, path);
+    Py_XDECREF(path);
+    return rc;
+}
+
 /* A conflict-stage entry as (path, mode, oid, stage, stat), appended to staged (and its
  * path to skip_worktree if marked); 0 on success, -1 on a Python error. */
 static int staged_entry(PyObject *staged, PyObject *skip_worktree, const unsigned char *e,
@@ -128,8 +140,8 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    TEntry *entries;
-    Py_ssize_t n, cap; /* n entries, one per path */
+    TEntry *entries;   /* room for every entry of the file, allocated by parse_index */
+    Py_ssize_t n;      /* n entries, one per path */
     char *names;
     size_t names_len, names_cap;
     uint32_t *slots; /* open addressing: entry index + 1, 0 empty */
@@ -157,21 +169,6 @@ static Py_ssize_t table_find(const TableObject *t, const char *s, size_t n) {
     }
 }
 
-static int table_rehash(TableObject *t, size_t nslots) {
-    uint32_t *slots = calloc(nslots, sizeof *slots);
-    if (slots == NULL) return -1;
-    for (Py_ssize_t k = 0; k < t->n; k++) {
-        const TEntry *e = &t->entries[k];
-        size_t i = (size_t)hash_bytes(t->names + e->name_off, e->name_len) & (nslots - 1);
-        while (slots[i]) i = (i + 1) & (nslots - 1);
-        slots[i] = (uint32_t)k + 1;
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->nslots = nslots;
-    return 0;
-}
-
 static void fill_entry(TEntry *x, const unsigned char *e) {
     uint32_t c_sec = be32(e), c_nsec = be32(e + 4), m_sec = be32(e + 8), m_nsec = be32(e + 12);
     x->mode = be32(e + 24);
@@ -185,11 +182,9 @@ static void fill_entry(TEntry *x, const unsigned char *e) {
 }
 
 /* Add an entry from the index file's record e.  A path listed again keeps its first place and
- * takes the later values, as assigning to a dict does. */
+ * takes the later values, as assigning to a dict does.  parse_index sized entries and slots for
+ * every entry of the file; only the names can outgrow it (index v4 shares leading bytes). */
 static int table_add(TableObject *t, const unsigned char *e, const char *name, size_t n) {
-    if ((size_t)(t->n + 1) * 2 > t->nslots &&
-        table_rehash(t, t->nslots ? t->nslots * 2 : 2048) < 0)
-        return -1;
     size_t mask = t->nslots - 1, i = (size_t)hash_bytes(name, n) & mask;
     for (;;) {
         uint32_t slot = t->slots[i];
@@ -200,13 +195,6 @@ static int table_add(TableObject *t, const unsigned char *e, const char *name, s
             return 0;
         }
         i = (i + 1) & mask;
-    }
-    if (t->n == t->cap) {
-        Py_ssize_t cap = t->cap ? t->cap * 2 : 1024;
-        TEntry *grown = realloc(t->entries, (size_t)cap * sizeof *grown);
-        if (grown == NULL) return -1;
-        t->entries = grown;
-        t->cap = cap;
     }
     if (t->names_len + n > UINT32_MAX) return -1;
     if (t->names_len + n > t->names_cap) {
@@ -371,7 +359,7 @@ static TableObject *table_new(void) {
     TableObject *t = PyObject_New(TableObject, &TableType);
     if (t == NULL) return NULL;
     t->entries = NULL;
-    t->n = t->cap = 0;
+    t->n = 0;
     t->names = NULL;
     t->names_len = t->names_cap = 0;
     t->slots = NULL;
@@ -395,14 +383,11 @@ static PyObject *parse_index(PyObject *self, PyObject *arg) {
     PyObject *result = NULL;
     char *previous = NULL, *name = NULL;
     Py_ssize_t previous_len = 0, name_cap = 0;
-    int marked = 0, malformed = 1, gc_was_enabled = 0;
+    int marked = 0;
     if (table == NULL || staged == NULL || skip == NULL) goto done;
     if (len < 12 || memcmp(data, "DIRC", 4) != 0) goto done;
     uint32_t version = be32(data + 4), count = be32(data + 8);
     if (version < 2 || version > 4) goto done;
-    /* Tens of thousands of new tuples would run the cyclic collector over and over; none of
-     * them can be part of a cycle. */
-    gc_was_enabled = PyGC_Disable();
     if ((size_t)count > (size_t)len / ON_DISK) goto done; /* more entries than bytes for them */
     /* Room for every entry and name up front (the names fit in the file itself), and a hash
      * table at most half full: no regrowth while parsing. */
@@ -411,12 +396,12 @@ static PyObject *parse_index(PyObject *self, PyObject *arg) {
         while (slots < (size_t)count * 2 + 2) slots *= 2;
         table->entries = malloc(((size_t)count + 1) * sizeof *table->entries);
         table->names = malloc((size_t)len);
-        if (table->entries == NULL || table->names == NULL || table_rehash(table, slots) < 0) {
+        table->slots = calloc(slots, sizeof *table->slots);
+        if (table->entries == NULL || table->names == NULL || table->slots == NULL) {
             PyErr_NoMemory();
-            malformed = 0;
             goto done;
         }
-        table->cap = (Py_ssize_t)count + 1;
+        table->nslots = slots;
         table->names_cap = (size_t)len;
     }
     Py_ssize_t pos = 12;
@@ -449,7 +434,6 @@ static PyObject *parse_index(PyObject *self, PyObject *arg) {
                     if (grown) name = grown;
                     if (grown_prev) previous = grown_prev;
                     PyErr_NoMemory();
-                    malformed = 0;
                     goto done;
                 }
                 name = grown;
@@ -476,43 +460,26 @@ static PyObject *parse_index(PyObject *self, PyObject *arg) {
              * surrogateescape; a failure hands the file to libgit2 there too). */
             if (table_add(table, e, tail, (size_t)name_len) < 0) {
                 PyErr_NoMemory();
-                malformed = 0;
                 goto done;
             }
-            if (extended & SKIP_WORKTREE) {
-                PyObject *path = PyUnicode_DecodeFSDefaultAndSize(tail, name_len);
-                if (path == NULL || PyList_Append(skip, path) < 0) {
-                    Py_XDECREF(path);
-                    if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                        PyErr_Clear();
-                        goto done;
-                    }
-                    malformed = 0;
-                    goto done;
-                }
-                Py_DECREF(path);
-            }
-        } else if (staged_entry(staged, skip, e, tail, name_len, flags, extended) < 0) {
-            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                PyErr_Clear(); /* as the Python parser: hand the file to libgit2 */
-                goto done;
-            }
-            malformed = 0;
+        }
+        if (((flags & STAGE_MASK) ? staged_entry(staged, skip, e, tail, name_len, flags, extended)
+                                  : skip_entry(skip, tail, name_len, extended)) < 0) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                PyErr_Clear(); /* as the Python parser: hand the file to libgit2 (None) */
             goto done;
         }
     }
-    malformed = 0;
     result = Py_BuildValue("(OOOOn)", (PyObject *)table, staged, skip,
                            marked ? Py_True : Py_False, pos);
 done:
-    if (gc_was_enabled) PyGC_Enable();
     PyBuffer_Release(&view);
     free(previous);
     free(name);
     Py_XDECREF(table);
     Py_XDECREF(staged);
     Py_XDECREF(skip);
-    if (result == NULL && malformed && !PyErr_Occurred()) Py_RETURN_NONE;
+    if (result == NULL && !PyErr_Occurred()) Py_RETURN_NONE; /* malformed: not an error */
     return result;
 }
 
@@ -1085,12 +1052,9 @@ static PyObject *with_mode(PyObject *self, PyObject *args) {
 
 typedef struct {
     PyObject *tracked, *tracked_dirs, *holding;
-    TableObject *table; /* tracked, when it is a Table: looked up by bytes */
-    char path[8192];    /* the directory being read, as bytes relative to the top */
+    char path[PATH_BYTES]; /* the directory being read, as bytes relative to the top */
 } Walk;
 
-/* Read directory ``fd`` (``dir`` relative to the top, "" for the top, its bytes the first
- * ``len`` of w->path; fd is consumed). */
 /* The failures that mean "no directory of ours here" (gone, a file, a symlink): anything
  * else (EACCES, EMFILE, EIO, ...) makes the scan raise, and the caller falls back to listing
  * in Python, which fails or succeeds as the walk itself would. */
@@ -1131,10 +1095,7 @@ static int walk_dir(Walk *w, int fd, PyObject *dir, size_t len) {
         /* A tracked directory first: a name can be both (a crafted index), and the listing in
          * Python enters every tracked directory. */
         int is_dir = PySet_Contains(w->tracked_dirs, path);
-        int tracked = is_dir == 0 ? (w->table != NULL
-                                         ? table_find(w->table, w->path, at + n_len) >= 0
-                                         : PySequence_Contains(w->tracked, path))
-                                  : 0;
+        int tracked = is_dir == 0 ? PySequence_Contains(w->tracked, path) : 0;
         if (is_dir < 0 || tracked < 0) {
             Py_DECREF(path);
             goto done;
@@ -1180,15 +1141,7 @@ static PyObject *dirs_holding_others(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O&OO!", PyUnicode_FSConverter, &root, &tracked, &PySet_Type,
                           &tracked_dirs))
         return NULL;
-    Walk *walk = PyMem_Malloc(sizeof *walk);
-    if (walk == NULL) {
-        Py_DECREF(root);
-        return PyErr_NoMemory();
-    }
-    Walk w_init = {tracked, tracked_dirs, PyList_New(0),
-                   PyObject_TypeCheck(tracked, &TableType) ? (TableObject *)tracked : NULL, {0}};
-    *walk = w_init;
-    Walk *w = walk;
+    Walk walk = {tracked, tracked_dirs, PyList_New(0), {0}}, *w = &walk;
     PyObject *top = PyUnicode_FromString("");
     PyObject *result = NULL;
     if (w->holding == NULL || top == NULL) goto done;
@@ -1205,7 +1158,6 @@ done:
     Py_DECREF(root);
     Py_XDECREF(top);
     Py_XDECREF(w->holding);
-    PyMem_Free(walk);
     return result;
 }
 
@@ -1361,7 +1313,9 @@ static void *scan_worker(void *arg) {
     pthread_mutex_lock(&sc->lock);
     for (;;) {
         while (sc->queued == 0 && sc->busy > 0) pthread_cond_wait(&sc->more, &sc->lock);
-        if (sc->queued == 0) break; /* nothing queued and nobody left to queue more */
+        /* Nothing queued and nobody left to queue more, or a failure: the caller lists in
+         * Python then, so reading on is wasted. */
+        if (sc->queued == 0 || sc->failed) break;
         Task task = sc->queue[--sc->queued];
         sc->busy++;
         pthread_mutex_unlock(&sc->lock);

@@ -12,7 +12,7 @@ class Table(Mapping[str, tuple[int, bytes, _Key]]):
     def __iter__(self) -> Iterator[str]: ...
     def __len__(self) -> int: ...
 
-_Entries = dict[str, tuple[int, bytes, _Key]] | Table | Mapping[str, tuple[int, bytes, _Key]]
+_Entries = dict[str, tuple[int, bytes, _Key]] | Table
 
 def parse_index(
     data: bytes, /
