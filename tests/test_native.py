@@ -178,7 +178,12 @@ def test_a_path_listed_twice_keeps_its_first_place_and_its_last_value(tmp_path: 
     git(root, "add", "-A")
     git(root, "update-index", "--index-version=2")
     data = (root / ".git" / "index").read_bytes()
-    twice = data.replace(b"c\0", b"a\0", 1)  # the third entry now names "a" again
+    # The third entry now names "a" again.  Version-2 entries of one-letter names are 64 bytes
+    # (62 of stat data, id and flags, the name, padding), so its name is at 12 + 2 * 64 + 62;
+    # searching for b"c\0" could hit the same bytes in the stat data instead.
+    at = 12 + 2 * 64 + 62
+    assert data[at : at + 2] == b"c\0"
+    twice = data[:at] + b"a" + data[at + 1 :]
     expected = index_stat._parse(twice)
     parsed = index_stat._parse_native(twice)
     assert expected is not None and parsed is not None
