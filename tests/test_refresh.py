@@ -1,0 +1,108 @@
+"""After a build, a copy or a restore touched every tracked file: one pull hashes each file once
+and saves the refreshed stat data in the index, as git's refresh does, byte for byte."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from gitfixtures import Origin, git, write
+
+import gitsafe
+
+STRACE = shutil.which("strace")
+
+
+def _checkout(origin: Origin, tmp_path: Path, n: int = 30) -> Path:
+    """A deploy checkout of ``n`` files with names unique to their last component (so that an
+    ``openat`` of a file relative to its directory names it), an executable and a symlink."""
+    for i in range(n):
+        write(origin.work, f"d{i % 3}/sub{i % 2}/file{i}.txt", f"content {i}\n" * (i % 5))
+    write(origin.work, "tools/run.sh", "#!/bin/sh\necho run\n", mode=0o755)
+    (origin.work / "latest").symlink_to("d0/sub0/file0.txt")
+    origin.push("files")
+    return origin.clone(tmp_path / "deploy")
+
+
+def _touch_all(deploy: Path) -> list[str]:
+    """A new mtime (and so ctime) for every tracked file, as a build gives them after the
+    index was written: newer than the index file, which is made 20 seconds old, and ten
+    seconds back, older than any index written from here on (so that none is racily clean)."""
+    tracked = git(deploy, "ls-files", "-z").split("\0")[:-1]
+    now = time.time_ns()
+    os.utime(deploy / ".git" / "index", ns=(now - 20 * 10**9, now - 20 * 10**9))
+    stamp = now - 10 * 10**9
+    for name in tracked:
+        os.utime(deploy / name, ns=(stamp, stamp), follow_symlinks=False)
+    return tracked
+
+
+@pytest.mark.parametrize("version", [2, 4])
+def test_the_index_a_pull_writes_after_a_touch_is_the_one_git_refresh_writes(
+    origin: Origin, tmp_path: Path, version: int
+) -> None:
+    deploy = _checkout(origin, tmp_path)
+    git(deploy, "update-index", "--index-version", str(version))
+    git(deploy, "status", "--porcelain")  # a cache-tree and current stat data
+    index = deploy / ".git" / "index"
+    _touch_all(deploy)
+    before = index.read_bytes()
+    git(deploy, "update-index", "-q", "--refresh")  # git's own refresh, as status would write it
+    by_git = index.read_bytes()
+    assert by_git != before
+    index.write_bytes(before)
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert report.outcome == "up-to-date", report.error
+    assert index.read_bytes() == by_git  # the same stat data, extensions and checksum
+    assert git(deploy, "status", "--porcelain") == ""
+
+
+def _reads_of_each_file(deploy: Path, names: list[str], tmp_path: Path) -> dict[str, int]:
+    """Run a pull under strace and count, for each file name, the opens that read it."""
+    log = tmp_path / "strace.log"
+    proc = subprocess.run(
+        [
+            *("strace", "-f", "-qq", "-e", "trace=open,openat", "-o", str(log)),
+            *(sys.executable, "-m", "gitsafe", "pull", "origin", "main", "-C", str(deploy)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    counts = dict.fromkeys(names, 0)
+    opened = re.compile(r'open(?:at)?\((?:[^,]+, )?"(?:[^"]*/)?([^"/]+)", ([A-Z_|]+)')
+    for line in log.read_text().splitlines():
+        m = opened.search(line)
+        if m and m.group(1) in counts and "O_RDONLY" in m.group(2) and "O_PATH" not in line:
+            counts[m.group(1)] += 1
+    return counts
+
+
+@pytest.mark.skipif(STRACE is None, reason="needs strace to count the reads")
+@pytest.mark.parametrize("upstream_moved", [False, True], ids=["noop", "heal"])
+def test_after_a_touch_a_pull_reads_each_file_once(
+    origin: Origin, tmp_path: Path, upstream_moved: bool
+) -> None:
+    """Hashing is the whole cost of that run.  Was twice: libgit2's index write took every
+    entry newer than the index it read for racily clean and hashed it again (6 s of a 9 s
+    run at 200,000 files)."""
+    deploy = _checkout(origin, tmp_path)
+    if upstream_moved:  # the index is then written through libgit2, with the new entry
+        write(origin.work, "d1/sub1/file1.txt", "upstream\n")
+        origin.push("upstream")
+    tracked = _touch_all(deploy)
+    names = [os.path.basename(p) for p in tracked if p.startswith("d")]
+    counts = _reads_of_each_file(deploy, names, tmp_path)
+    if upstream_moved:
+        del counts["file1.txt"]  # rewritten from the target, never hashed
+    assert set(counts.values()) == {1}, counts
+    assert git(deploy, "status", "--porcelain") == ""
+    assert git(deploy, "diff-files", "--name-only") == ""  # the stat data was saved
