@@ -30,6 +30,9 @@ MODULE = "gitsafe._native"
 SOURCE = "gitsafe/_native.c"
 # Both the compile and the link: the scan starts threads.
 PTHREAD = ["-pthread"]
+# The stat pass hashes touched files with OpenSSL's SHA-1 (libcrypto, which Python's own
+# hashlib and ssl use too).
+LIBRARIES = ["crypto"]
 ENV = "GITSAFE_BUILD_NATIVE"
 SKIP, REQUIRE = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
 
@@ -114,6 +117,7 @@ def compile_extension(root: Path, scratch: Path) -> Path:
         sources=[str(root / SOURCE)],
         extra_compile_args=list(PTHREAD),
         extra_link_args=list(PTHREAD),
+        libraries=list(LIBRARIES),
     )
     command = build_ext(Distribution({"name": "gitsafe", "ext_modules": [extension]}))
     command.build_lib = str(scratch / "lib")
@@ -137,6 +141,11 @@ def _diagnosis(error: Exception) -> str:
     headers = Path(sysconfig.get_paths()["include"])
     if not (headers / "Python.h").is_file():
         return f"no Python.h in {headers}; on Debian: apt-get install python3-dev"
+    if not any(
+        (Path(d) / "openssl" / "evp.h").is_file()
+        for d in (headers, "/usr/include", "/usr/local/include")
+    ):
+        return "no OpenSSL headers (openssl/evp.h); on Debian: apt-get install libssl-dev"
     return f"{type(error).__name__}: {error}"
 
 

@@ -1,5 +1,6 @@
 /* gitsafe._native: the loops that touch every tracked path, in C: the index parser, the stat
- * pass, the facts about the index's paths and the untracked pre-scan.
+ * pass (which hashes the files it finds touched), the facts about the index's paths, the
+ * untracked pre-scan, and the stat data patched into a copy of the index file.
  *
  * gitsafe/index_stat.py and gitsafe/plan.py hold the reference implementations in Python and
  * use them whenever this module is not built; tests/test_native.py holds the two to the same
@@ -19,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <openssl/evp.h>
 
 #define NS 1000000000LL
 #define U32 0xFFFFFFFFULL
@@ -136,6 +139,7 @@ typedef struct {
     uint32_t name_off, name_len, mode;
     unsigned char oid[20];
     long long key[6]; /* mtime ns, ctime ns, ino, size, uid, gid */
+    Py_ssize_t at;    /* where the entry starts in the index file (patch_stat) */
 } TEntry;
 
 typedef struct {
@@ -146,6 +150,7 @@ typedef struct {
     size_t names_len, names_cap;
     uint32_t *slots; /* open addressing: entry index + 1, 0 empty */
     size_t nslots;
+    int repeated; /* a path is listed twice: its first record keeps stale values (patch_stat) */
 } TableObject;
 
 static PyTypeObject TableType;
@@ -184,7 +189,8 @@ static void fill_entry(TEntry *x, const unsigned char *e) {
 /* Add an entry from the index file's record e.  A path listed again keeps its first place and
  * takes the later values, as assigning to a dict does.  parse_index sized entries and slots for
  * every entry of the file; only the names can outgrow it (index v4 shares leading bytes). */
-static int table_add(TableObject *t, const unsigned char *e, const char *name, size_t n) {
+static int table_add(TableObject *t, const unsigned char *e, Py_ssize_t at, const char *name,
+                     size_t n) {
     size_t mask = t->nslots - 1, i = (size_t)hash_bytes(name, n) & mask;
     for (;;) {
         uint32_t slot = t->slots[i];
@@ -192,6 +198,8 @@ static int table_add(TableObject *t, const unsigned char *e, const char *name, s
         TEntry *old = &t->entries[slot - 1];
         if (old->name_len == n && memcmp(t->names + old->name_off, name, n) == 0) {
             fill_entry(old, e);
+            old->at = at;
+            t->repeated = 1;
             return 0;
         }
         i = (i + 1) & mask;
@@ -206,6 +214,7 @@ static int table_add(TableObject *t, const unsigned char *e, const char *name, s
     }
     TEntry *x = &t->entries[t->n];
     fill_entry(x, e);
+    x->at = at;
     x->name_off = (uint32_t)t->names_len;
     x->name_len = (uint32_t)n;
     memcpy(t->names + t->names_len, name, n);
@@ -364,6 +373,7 @@ static TableObject *table_new(void) {
     t->names_len = t->names_cap = 0;
     t->slots = NULL;
     t->nslots = 0;
+    t->repeated = 0;
     return t;
 }
 
@@ -458,7 +468,7 @@ static PyObject *parse_index(PyObject *self, PyObject *arg) {
         if (!(flags & STAGE_MASK)) {
             /* The path must decode as the Python parser decodes it (it always does with
              * surrogateescape; a failure hands the file to libgit2 there too). */
-            if (table_add(table, e, tail, (size_t)name_len) < 0) {
+            if (table_add(table, e, start, tail, (size_t)name_len) < 0) {
                 PyErr_NoMemory();
                 goto done;
             }
@@ -495,6 +505,7 @@ typedef struct {
     Py_ssize_t name_len;
     uint32_t mode;
     long long key[6]; /* mtime ns, ctime ns, ino, size, uid, gid */
+    const unsigned char *oid; /* for a Table: the entry's blob id, to hash a touched file against */
     int result;
     unsigned char packed[40];
 } Item;
@@ -506,6 +517,51 @@ typedef struct {
     long long index_mtime_ns;
     int filemode;
 } Chunk;
+
+/* A touched file costs one open and read here, in the stat pass's threads, instead of an
+ * interpreter round trip and a hash through libgit2 later: after a build or a restore touched
+ * every file, hashing is most of a run. */
+#define READ_BYTES 65536
+#define RECORD 44 /* a touched file in stat_pass's answer: uint32 entry index, 40 packed bytes */
+
+/* Does the regular file name (in dirfd), which lstat gave as s, hold exactly the blob oid?
+ * "blob <size>\0" and the bytes, hashed as git hashes an object; anything unexpected (another
+ * file in its place, a size that changed while it was read, a read error) answers no, which
+ * sends the path to the full analysis. */
+static int same_blob(int dirfd, const char *name, const struct stat *s, const unsigned char *oid,
+                     EVP_MD_CTX *ctx, unsigned char *buf) {
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat f;
+    int same = 0;
+    if (fstat(fd, &f) != 0 || !S_ISREG(f.st_mode) || f.st_dev != s->st_dev ||
+        f.st_ino != s->st_ino || f.st_size != s->st_size)
+        goto done;
+    char header[32];
+    int n = snprintf(header, sizeof header, "blob %lld", (long long)f.st_size);
+    if (n < 0 || (size_t)n >= sizeof header) goto done;
+    if (EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, header, (size_t)n + 1) != 1) /* with its NUL */
+        goto done;
+    long long left = (long long)f.st_size;
+    for (;;) {
+        /* One byte more than expected must find the end: a file that grew is not the blob. */
+        size_t want = left >= READ_BYTES ? READ_BYTES : (size_t)left + 1;
+        ssize_t got = read(fd, buf, want);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0 || got > left) goto done;
+        if (got == 0) break;
+        if (EVP_DigestUpdate(ctx, buf, (size_t)got) != 1) goto done;
+        left -= got;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    same = left == 0 && EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len == 20 &&
+           memcmp(md, oid, 20) == 0;
+done:
+    close(fd);
+    return same;
+}
 
 /* index_stat.pack_stat in C; seconds are tv_sec, as git records them. */
 static void pack(unsigned char *out, const struct stat *s, uint32_t mode) {
@@ -549,6 +605,8 @@ static void *scan_chunk(void *arg) {
     int opened = 0, wanted = -1; /* wanted: components of the last parent */
     char last[PATH_BYTES], name[PATH_BYTES];
     Py_ssize_t last_len = -1;
+    EVP_MD_CTX *ctx = NULL; /* made at the first touched file */
+    unsigned char *buf = NULL;
     fds[0] = c->root_fd;
     for (Py_ssize_t i = c->lo; i < c->hi; i++) {
         Item *it = &c->items[i];
@@ -620,13 +678,23 @@ static void *scan_chunk(void *arg) {
             it->result = CLEAN;
         } else if (it->mode != MODE_LINK &&
                    ((unsigned)s.st_mode & 0170100) == (it->mode & 0170100)) {
-            it->result = TOUCHED; /* perhaps the same bytes: the caller may hash it */
-            pack(it->packed, &s, it->mode);
+            /* Perhaps the same bytes.  A dict's caller hashes it; a Table's entry is hashed
+             * here, and only a file that holds its entry's blob stays "touched". */
+            it->result = TOUCHED;
+            pack(it->packed, &s, it->mode); /* the stat data from before the read */
+            if (it->oid != NULL) {
+                if (ctx == NULL && (ctx = EVP_MD_CTX_new()) != NULL) buf = malloc(READ_BYTES);
+                if (ctx == NULL || buf == NULL ||
+                    !same_blob(fds[opened], name, &s, it->oid, ctx, buf))
+                    it->result = REST;
+            }
         } else {
             it->result = REST;
         }
     }
     while (opened > 0) close(fds[opened--]);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
     return NULL;
 }
 
@@ -634,8 +702,11 @@ PyDoc_STRVAR(
     stat_pass_doc,
     "stat_pass(entries, near, root, index_mtime_ns, filemode, threads) -> (rest, touched)\n\n"
     "The stat loop of plan._Analysis.unchanged_elsewhere: rest is every path whose stat data\n"
-    "cannot vouch for it (and every path in near or of a submodule); touched holds\n"
-    "(path, packed stat) for files of the right type and exec bit whose stat data differs.");
+    "cannot vouch for it (and every path in near or of a submodule); touched holds the files of\n"
+    "the right type and exec bit whose stat data differs.  For a dict, touched is a list of\n"
+    "(path, packed stat); for a Table, whose entries this hashes, it holds only the files whose\n"
+    "bytes are their entry's blob, as records (entry index, packed stat; see record_pairs), and\n"
+    "the others join rest.");
 
 static int as_key(PyObject *tuple, long long key[6]) {
     if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != 6) return -1;
@@ -663,6 +734,8 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
     TableObject *table = is_table ? (TableObject *)entries : NULL;
     Py_ssize_t n = is_table ? table->n : PyDict_GET_SIZE(entries), count = 0, pos = 0;
     PyObject *rest = PyList_New(0), *touched = PyList_New(0), *result = NULL;
+    unsigned char *records = NULL; /* a Table's touched files */
+    Py_ssize_t nrecords = 0;
     Item *items = PyMem_Calloc((size_t)(n ? n : 1), sizeof(Item));
     char *in_near = is_table ? calloc((size_t)(n ? n : 1), 1) : NULL;
     PyObject *path, *value;
@@ -699,6 +772,7 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
             it->name = table->names + e->name_off;
             it->name_len = e->name_len;
             it->mode = e->mode;
+            it->oid = e->oid;
             memcpy(it->key, e->key, sizeof it->key);
         }
     } else {
@@ -755,10 +829,21 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS;
     int root_ok = root_fd >= 0;
+    if (is_table && (records = malloc((size_t)(count ? count : 1) * RECORD)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     for (Py_ssize_t i = 0; i < count; i++) {
         Item *it = &items[i];
         int res = root_ok ? it->result : REST;
         if (res == CLEAN) continue;
+        if (is_table && res == TOUCHED) {
+            uint32_t k = (uint32_t)it->entry;
+            memcpy(records + nrecords * RECORD, &k, 4);
+            memcpy(records + nrecords * RECORD + 4, it->packed, 40);
+            nrecords++;
+            continue;
+        }
         PyObject *p = is_table ? entry_path(table, &table->entries[it->entry])
                                : Py_NewRef(it->path);
         if (p == NULL) goto done;
@@ -776,8 +861,13 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
             Py_DECREF(pair);
         }
     }
+    if (is_table) {
+        Py_SETREF(touched, PyBytes_FromStringAndSize((const char *)records, nrecords * RECORD));
+        if (touched == NULL) goto done;
+    }
     result = PyTuple_Pack(2, rest, touched);
 done:
+    free(records);
     if (items != NULL)
         for (Py_ssize_t i = 0; i < count; i++) {
             Py_XDECREF(items[i].owned);
@@ -788,6 +878,194 @@ done:
     Py_XDECREF(rest);
     Py_XDECREF(touched);
     Py_DECREF(root_obj);
+    return result;
+}
+
+/* ---- a Table's touched files ------------------------------------------------------------------
+ *
+ * stat_pass hands them back as one bytes object of RECORD-byte records, about 44 bytes a file
+ * where a (path, packed) pair costs about 200: after a build touched all of a large checkout,
+ * that is every entry.  These read them. */
+
+/* The records of buffer view against table t: their count, or -1 with an exception set. */
+static Py_ssize_t records_check(const TableObject *t, const Py_buffer *view) {
+    if (view->len % RECORD != 0) {
+        PyErr_SetString(PyExc_ValueError, "records: not a whole number of records");
+        return -1;
+    }
+    Py_ssize_t n = view->len / RECORD;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t k;
+        memcpy(&k, (const unsigned char *)view->buf + i * RECORD, 4);
+        if ((Py_ssize_t)k >= t->n) {
+            PyErr_SetString(PyExc_ValueError, "records: an entry the table does not have");
+            return -1;
+        }
+    }
+    return n;
+}
+
+static const TEntry *record_entry(const TableObject *t, const unsigned char *record) {
+    uint32_t k;
+    memcpy(&k, record, 4);
+    return &t->entries[k];
+}
+
+PyDoc_STRVAR(record_pairs_doc,
+             "record_pairs(table, records) -> [(path, packed stat), ...] of stat_pass's records.");
+
+static PyObject *record_pairs(PyObject *self, PyObject *args) {
+    (void)self;
+    TableObject *t;
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "O!y*", &TableType, &t, &view)) return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t n = records_check(t, &view);
+    if (n >= 0) out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        const unsigned char *r = (const unsigned char *)view.buf + i * RECORD;
+        PyObject *pair = Py_BuildValue("(Ny#)", entry_path(t, record_entry(t, r)),
+                                       (const char *)r + 4, (Py_ssize_t)40);
+        if (pair == NULL) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i, pair);
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
+PyDoc_STRVAR(records_split_doc,
+             "records_split(table, records, drop) -> (kept records, [path, ...])\n\n"
+             "The records whose path is not in drop (any container of paths), and the paths of\n"
+             "those that are.");
+
+static PyObject *records_split(PyObject *self, PyObject *args) {
+    (void)self;
+    TableObject *t;
+    Py_buffer view;
+    PyObject *drop;
+    if (!PyArg_ParseTuple(args, "O!y*O", &TableType, &t, &view, &drop)) return NULL;
+    PyObject *dropped = NULL, *kept = NULL, *result = NULL;
+    unsigned char *out = NULL;
+    Py_ssize_t n = records_check(t, &view), nkept = 0;
+    if (n < 0) goto done;
+    dropped = PyList_New(0);
+    out = malloc((size_t)(n ? n : 1) * RECORD);
+    if (dropped == NULL || out == NULL) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *r = (const unsigned char *)view.buf + i * RECORD;
+        PyObject *path = entry_path(t, record_entry(t, r));
+        if (path == NULL) goto done;
+        int in = PySequence_Contains(drop, path);
+        if (in == 0) memcpy(out + (nkept++) * RECORD, r, RECORD);
+        int bad = in < 0 || (in > 0 && PyList_Append(dropped, path) < 0);
+        Py_DECREF(path);
+        if (bad) goto done;
+    }
+    kept = PyBytes_FromStringAndSize((const char *)out, nkept * RECORD);
+    if (kept != NULL) result = PyTuple_Pack(2, kept, dropped);
+done:
+    PyBuffer_Release(&view);
+    free(out);
+    Py_XDECREF(kept);
+    Py_XDECREF(dropped);
+    return result;
+}
+
+PyDoc_STRVAR(path_records_doc,
+             "path_records(table, pairs) -> records\n\n"
+             "Records, as stat_pass makes them, of (path, packed stat) pairs; KeyError for a\n"
+             "path the table does not have.");
+
+static PyObject *path_records(PyObject *self, PyObject *args) {
+    (void)self;
+    TableObject *t;
+    PyObject *pairs, *pair, *out = NULL;
+    if (!PyArg_ParseTuple(args, "O!O", &TableType, &t, &pairs)) return NULL;
+    PyObject *it = PyObject_GetIter(pairs);
+    if (it == NULL) return NULL;
+    unsigned char *buf = NULL;
+    size_t n = 0, cap = 0;
+    while ((pair = PyIter_Next(it)) != NULL) {
+        PyObject *path;
+        const char *packed;
+        Py_ssize_t packed_len;
+        Py_ssize_t k = -1;
+        if (PyArg_ParseTuple(pair, "Oy#", &path, &packed, &packed_len) && packed_len == 40) {
+            k = table_lookup(t, path);
+            if (k < 0 && !PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, path);
+        } else if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "path_records: packed stat data is 40 bytes");
+        }
+        if (k >= 0 && n == cap) {
+            cap = cap ? cap * 2 : 64;
+            unsigned char *grown = realloc(buf, cap * RECORD);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                k = -1;
+            } else {
+                buf = grown;
+            }
+        }
+        if (k >= 0) {
+            uint32_t entry = (uint32_t)k;
+            memcpy(buf + n * RECORD, &entry, 4);
+            memcpy(buf + n * RECORD + 4, packed, 40);
+            n++;
+        }
+        Py_DECREF(pair);
+        if (k < 0) break;
+    }
+    Py_DECREF(it);
+    if (!PyErr_Occurred()) out = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)(n * RECORD));
+    free(buf);
+    return out;
+}
+
+static void put_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+PyDoc_STRVAR(patch_stat_doc,
+             "patch_stat(data, table, records) -> None\n\n"
+             "Write each record's stat data into its entry of data, a writable copy of the index\n"
+             "file the table was parsed from (the caller makes sure it is that file), as git\n"
+             "stores it: ten big-endian 32-bit words at the start of the entry.  The trailing\n"
+             "checksum is the caller's to renew.");
+
+static PyObject *patch_stat(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer data, view;
+    TableObject *t;
+    if (!PyArg_ParseTuple(args, "w*O!y*", &data, &TableType, &t, &view)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = records_check(t, &view);
+    if (n < 0) goto done;
+    if (t->repeated) {
+        PyErr_SetString(PyExc_ValueError, "patch_stat: the index lists a path twice");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *r = (const unsigned char *)view.buf + i * RECORD;
+        const TEntry *e = record_entry(t, r);
+        if (e->at < 12 || e->at > data.len - 20 - ON_DISK) {
+            PyErr_SetString(PyExc_ValueError, "patch_stat: an entry outside the data");
+            goto done;
+        }
+        uint32_t fields[10];
+        memcpy(fields, r + 4, 40);
+        for (int f = 0; f < 10; f++)
+            put_be32((unsigned char *)data.buf + e->at + 4 * f, fields[f]);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&view);
     return result;
 }
 
@@ -1414,6 +1692,10 @@ done:
 static PyMethodDef native_methods[] = {
     {"parse_index", parse_index, METH_O, parse_index_doc},
     {"stat_pass", stat_pass, METH_VARARGS, stat_pass_doc},
+    {"record_pairs", record_pairs, METH_VARARGS, record_pairs_doc},
+    {"records_split", records_split, METH_VARARGS, records_split_doc},
+    {"patch_stat", patch_stat, METH_VARARGS, patch_stat_doc},
+    {"path_records", path_records, METH_VARARGS, path_records_doc},
     {"tree_facts", tree_facts, METH_O, tree_facts_doc},
     {"with_mode", with_mode, METH_VARARGS, with_mode_doc},
     {"dir_sizes", dir_sizes, METH_O, dir_sizes_doc},

@@ -1,6 +1,7 @@
 # Types of the optional C extension built from _native.c (see gitsafe/accel.py).
 
 from collections.abc import Container, Iterable, Iterator, Mapping
+from typing import overload
 
 _Key = tuple[int, int, int, int, int, int]
 _Stat = tuple[int, int, int, int, int, int, int, int, int]
@@ -26,6 +27,27 @@ def parse_index(
     ]
     | None
 ): ...
+@overload
+def stat_pass(
+    entries: Table,
+    near: set[str] | frozenset[str] | None,
+    root: str,
+    index_mtime_ns: int,
+    filemode: bool,
+    threads: int,
+    /,
+) -> tuple[list[str], bytes]: ...
+@overload
+def stat_pass(
+    entries: dict[str, tuple[int, bytes, _Key]],
+    near: set[str] | frozenset[str] | None,
+    root: str,
+    index_mtime_ns: int,
+    filemode: bool,
+    threads: int,
+    /,
+) -> tuple[list[str], list[tuple[str, bytes]]]: ...
+@overload
 def stat_pass(
     entries: _Entries,
     near: set[str] | frozenset[str] | None,
@@ -34,7 +56,13 @@ def stat_pass(
     filemode: bool,
     threads: int,
     /,
-) -> tuple[list[str], list[tuple[str, bytes]]]: ...
+) -> tuple[list[str], bytes | list[tuple[str, bytes]]]: ...
+def record_pairs(table: Table, records: bytes, /) -> list[tuple[str, bytes]]: ...
+def records_split(
+    table: Table, records: bytes, drop: Container[str], /
+) -> tuple[bytes, list[str]]: ...
+def path_records(table: Table, pairs: Iterable[tuple[str, bytes]], /) -> bytes: ...
+def patch_stat(data: bytearray, table: Table, records: bytes, /) -> None: ...
 def tree_facts(paths: Iterable[str], /) -> tuple[set[str], list[str]]: ...
 def dir_sizes(table: Table, /) -> dict[str, int]: ...
 def with_mode(entries: _Entries, mode: int, /) -> list[str]: ...

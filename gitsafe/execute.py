@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pygit2
 
-from gitsafe import index_file
+from gitsafe import accel, index_file
 from gitsafe.errors import GitsafeError
 from gitsafe.filters import smudge
 from gitsafe.index_stat import (
@@ -105,10 +105,54 @@ def reset_worktree(
                         path=path,
                     ) from e
                 raise GitsafeError(f"cannot write {path}: {e.strerror}", path=path) from e
-    if changes.writes or changes.verified or changes.deletes or not changes.index_current:
+    refreshed = bool(changes.verified or changes.verified_records)
+    if changes.writes or refreshed or changes.deletes or not changes.index_current:
+        if not loaded and refresh_in_place(repo, changes, index):
+            return
         if not loaded:
             load_target(repo, target_tree, target, index)
-        write_index(repo, root, target, changes.writes, changes.verified)
+        verified = changes.verified
+        if changes.verified_records:
+            assert index is not None and accel.native is not None
+            verified = dict(verified)
+            verified.update(accel.native.record_pairs(index.entries.raw, changes.verified_records))
+        write_index(repo, root, target, changes.writes, verified)
+
+
+def refresh_in_place(
+    repo: pygit2.Repository, changes: WorkTreeChanges, planned: IndexSnapshot | None
+) -> bool:
+    """Write new stat data for the hashed-and-unchanged entries straight into the index file
+    the plan read, when that is all the index needs (after a build or a restore touched every
+    file): no libgit2 index, which at 200,000 files costs 0.5 s and 50 MB to load and write.
+    True if it is done; False leaves it to libgit2 (the index changed since, another entry
+    needs more than stat data, or an index this does not rewrite by itself: conflicts,
+    intent-to-add or assume-unchanged entries, extensions besides the cache-tree)."""
+    native = accel.native
+    if (
+        native is None
+        or planned is None
+        or planned.identity is None
+        or changes.writes
+        or changes.deletes
+        or not changes.index_current
+        or planned.conflicted
+        or planned.marked
+        or planned.other_extensions
+        or not isinstance(planned.entries.raw, native.Table)
+    ):
+        return False
+    table = planned.entries.raw
+    try:
+        # The entries the full analysis hashed too (links, files touched near a change)
+        records = changes.verified_records + native.path_records(table, changes.verified.items())
+    except KeyError:
+        return False
+    return index_file.write_refreshed(
+        os.path.join(repo.path, "index"),
+        planned.identity,
+        lambda data: native.patch_stat(data, table, records),
+    )
 
 
 def load_target(

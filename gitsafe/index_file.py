@@ -6,9 +6,11 @@ Kept apart from :mod:`gitsafe.index_stat` so that the early reads of a pull
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Callable
 
 
 def read(path: str) -> tuple[bytes, os.stat_result] | None:
@@ -86,3 +88,43 @@ def cache_tree_root(body: bytes) -> tuple[bytes, int] | None:
 
 def checksum_ok(data: bytes) -> bool:
     return len(data) >= 32 and hashlib.sha1(memoryview(data)[:-20]).digest() == data[-20:]
+
+
+def write_refreshed(
+    path: str, identity: tuple[int, ...], patch: Callable[[bytearray], None]
+) -> bool:
+    """Rewrite the index file at ``path`` with ``patch`` applied to its bytes (new stat data in
+    place, nothing else) and its trailing checksum renewed, as git writes a refreshed index:
+    under ``index.lock``, renamed over the old file.  Only if the file is still the one of
+    ``identity``; False, with nothing changed, when it is not, the lock is taken or anything
+    fails, so that the caller can take the long way (libgit2), which meets the same problem
+    and reports it.
+
+    Not flushed with fsync, as libgit2 does not flush the index either: the index only caches
+    what the work tree and the object store hold.
+    """
+    lock = path + ".lock"
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as out:
+            found = read(path)
+            if found is None or file_identity(found[1]) != identity:
+                raise _Unchanged
+            data = bytearray(found[0])
+            del found
+            patch(data)
+            data[-20:] = hashlib.sha1(memoryview(data)[:-20]).digest()
+            out.write(data)
+        os.replace(lock, path)
+        return True
+    except (OSError, ValueError, _Unchanged):
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        return False
+
+
+class _Unchanged(Exception):
+    """The index file is no longer the one planned against."""

@@ -46,8 +46,9 @@ class Scanned:
     index: IndexSnapshot
     filemode: bool
     # stat_pass(near=None): the entries the stat data cannot vouch for, and the touched files
+    # that hold their entry's blob, as records against the index's Table
     rest: list[str]
-    touched: list[tuple[str, bytes]]
+    touched: bytes
     # table_dirs_holding_others against the index; None where the C scan gave up (the plan's
     # own listing then decides)
     holding: list[str] | None

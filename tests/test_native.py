@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pygit2
@@ -381,8 +382,11 @@ def test_stat_pass_equals_the_python_loop(
         threads,
     )
     rest = set(rest_list)
-    for path, packed in touched:
-        if not fast.may_filter and fast._same_bytes(path, fast.index.entries.raw[path][1]):
+    # A Table's touched files come hashed: only those holding their entry's blob, which
+    # pygit2 must confirm; plain_hash still decides whether that proves them unchanged.
+    for path, packed in accel.native.record_pairs(fast.index.entries.raw, touched):
+        assert pygit2.hashfile(str(root / path)).raw == fast.index.entries.raw[path][1], path
+        if fast.plain_hash(path):
             fast.changes.verified[path] = packed
         else:
             rest.add(path)
@@ -391,7 +395,57 @@ def test_stat_pass_equals_the_python_loop(
     # And through the method the plan calls.
     again = _analysis(root, spec)
     assert again.unchanged_elsewhere() == expected_rest
-    assert again.changes.verified == python.changes.verified
+    raw = again.index.entries.raw
+    verified = dict(accel.native.record_pairs(raw, again.changes.verified_records))
+    verified.update(again.changes.verified)
+    assert verified == python.changes.verified
+
+
+@native
+def test_stat_pass_hashes_touched_files_as_git_does(tmp_path: Path) -> None:
+    """A Table's touched files are hashed in C: kept as touched only when their bytes are the
+    entry's blob (``git hash-object`` decides), at every size around the read buffer's."""
+    root = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(root))
+    rng = random.Random(11)
+    sizes = [0, 1, 4095, 65535, 65536, 65537, 131072, (1 << 20) + 3]
+    for i, n in enumerate(sizes):
+        write(root, f"same{i}", rng.randbytes(n))
+        write(root, f"last{i}", rng.randbytes(n))
+        write(root, f"grown{i}", rng.randbytes(n))
+        write(root, f"exec{i}", rng.randbytes(n), mode=0o755)
+    git(root, "add", "-A")
+    for i, n in enumerate(sizes):
+        if n:
+            data = bytearray((root / f"last{i}").read_bytes())
+            data[-1] ^= 1  # the same size, the last byte changed
+            (root / f"last{i}").write_bytes(bytes(data))
+        with open(root / f"grown{i}", "ab") as f:
+            f.write(b"\0")
+    index_path = root / ".git" / "index"
+    now = time.time_ns()
+    os.utime(index_path, ns=(now - 20 * 10**9, now - 20 * 10**9))
+    names = git(root, "ls-files", "-z").split("\0")[:-1]
+    for name in names:
+        os.utime(root / name, ns=(now - 10**10, now - 10**10))
+    data = index_path.read_bytes()
+    assert accel.native is not None
+    parsed = accel.native.parse_index(data)
+    assert parsed is not None
+    table = parsed[0]
+    listed = (line.split("\t") for line in git(root, "ls-files", "-s").splitlines())
+    blob = {name: info.split()[1] for info, name in listed}
+    expected = {name for name in names if git(root, "hash-object", name).strip() == blob[name]}
+    assert {f"same{i}" for i in range(len(sizes))} <= expected
+    for threads in (1, 2, 3):
+        rest, records = accel.native.stat_pass(
+            table, None, str(root), os.stat(index_path).st_mtime_ns, True, threads
+        )
+        touched = dict(accel.native.record_pairs(table, records))
+        assert set(touched) == expected, threads
+        assert set(rest) == set(names) - expected, threads
+        for name, packed in touched.items():
+            assert packed == index_stat.pack_stat(os.lstat(root / name), table[name][0])
 
 
 @native
@@ -426,7 +480,7 @@ def test_stat_pass_parent_checks_share_prefixes_correctly(tmp_path: Path) -> Non
             )
             expected = {p for p in paths if p.startswith(hidden + "/")}
             assert set(rest) == expected, (hidden, threads)
-            assert touched == []
+            assert touched == b""
         (root / hidden).unlink()
         moved.rename(root / hidden)
 

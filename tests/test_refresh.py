@@ -11,10 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pygit2
 import pytest
 from gitfixtures import Origin, git, write
 
 import gitsafe
+from gitsafe import accel, execute, index_file
 
 STRACE = shutil.which("strace")
 
@@ -106,3 +108,114 @@ def test_after_a_touch_a_pull_reads_each_file_once(
     assert set(counts.values()) == {1}, counts
     assert git(deploy, "status", "--porcelain") == ""
     assert git(deploy, "diff-files", "--name-only") == ""  # the stat data was saved
+
+
+# -- the in-place write gives way ----------------------------------------------------------
+
+
+def _touched_plan(deploy: Path) -> tuple[pygit2.Repository, object, object]:
+    from gitsafe.core import build_plan
+    from gitsafe.remote import choose, tracking_tip
+    from gitsafe.repository import open_checkout
+    from gitsafe.settings import resolve
+
+    co = open_checkout(str(deploy))
+    source = choose(co.repo, "origin", "main")
+    target = tracking_tip(co.repo, source)
+    assert target is not None
+    plan = build_plan(co, source, target, resolve(co.repo.config, {}))  # type: ignore[arg-type]
+    return co.repo, plan.changes, plan.index
+
+
+needs_native = pytest.mark.skipif(accel.native is None, reason="gitsafe._native is not built")
+
+
+@needs_native
+def test_the_in_place_write_refreshes_what_the_plan_verified(
+    origin: Origin, tmp_path: Path
+) -> None:
+    deploy = _checkout(origin, tmp_path)
+    tracked = _touch_all(deploy)
+    repo, changes, planned = _touched_plan(deploy)
+    assert len(changes.verified_records) == 44 * (len(tracked) - 1)  # type: ignore[attr-defined]
+    assert list(changes.verified) == ["latest"]  # type: ignore[attr-defined]  # the symlink
+    assert execute.refresh_in_place(repo, changes, planned)  # type: ignore[arg-type]
+    assert git(deploy, "diff-files", "--name-only") == ""
+    assert not (deploy / ".git" / "index.lock").exists()
+
+
+@needs_native
+def test_the_in_place_write_leaves_an_index_changed_since_the_plan(
+    origin: Origin, tmp_path: Path
+) -> None:
+    deploy = _checkout(origin, tmp_path)
+    _touch_all(deploy)
+    repo, changes, planned = _touched_plan(deploy)
+    write(deploy, "d0/sub0/file0.txt", "staged meanwhile\n")
+    git(deploy, "add", "d0/sub0/file0.txt")
+    index = deploy / ".git" / "index"
+    after_add = index.read_bytes()
+    assert not execute.refresh_in_place(repo, changes, planned)  # type: ignore[arg-type]
+    assert index.read_bytes() == after_add
+    assert not (deploy / ".git" / "index.lock").exists()
+
+
+@needs_native
+def test_the_in_place_write_never_takes_a_held_lock(origin: Origin, tmp_path: Path) -> None:
+    deploy = _checkout(origin, tmp_path)
+    _touch_all(deploy)
+    repo, changes, planned = _touched_plan(deploy)
+    lock = deploy / ".git" / "index.lock"
+    lock.write_bytes(b"someone else's\n")
+    before = (deploy / ".git" / "index").read_bytes()
+    assert not execute.refresh_in_place(repo, changes, planned)  # type: ignore[arg-type]
+    assert lock.read_bytes() == b"someone else's\n"
+    assert (deploy / ".git" / "index").read_bytes() == before
+
+
+@needs_native
+def test_the_in_place_write_is_for_the_stat_data_alone(origin: Origin, tmp_path: Path) -> None:
+    """Anything else the index needs (an entry to change, a conflict, an extension it does
+    not rewrite) goes through libgit2."""
+    deploy = _checkout(origin, tmp_path)
+    write(origin.work, "d1/sub1/file1.txt", "upstream\n")
+    origin.push("upstream")
+    git(deploy, "fetch", "-q", "origin")
+    _touch_all(deploy)
+    repo, changes, planned = _touched_plan(deploy)
+    assert changes.writes == ["d1/sub1/file1.txt"]  # type: ignore[attr-defined]
+    assert not execute.refresh_in_place(repo, changes, planned)  # type: ignore[arg-type]
+
+    (tmp_path / "o2").mkdir()
+    other = _checkout(Origin(tmp_path / "o2"), tmp_path / "o2")
+    git(other, "config", "core.untrackedCache", "true")
+    git(other, "update-index", "--untracked-cache")
+    git(other, "status", "--porcelain")  # writes the UNTR extension
+    _touch_all(other)
+    repo, changes, planned = _touched_plan(other)
+    assert planned.other_extensions  # type: ignore[attr-defined]
+    assert not execute.refresh_in_place(repo, changes, planned)  # type: ignore[arg-type]
+    report = gitsafe.pull(other, "origin", "main")  # the long way still refreshes them
+    assert report.outcome == "up-to-date", report.error
+    assert git(other, "diff-files", "--name-only") == ""
+
+
+def test_write_refreshed_renews_the_checksum(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    write(repo, "a.txt", "a\n")
+    git(repo, "add", "a.txt")
+    path = str(repo / ".git" / "index")
+    found = index_file.read(path)
+    assert found is not None
+
+    def flip_size(data: bytearray) -> None:
+        data[12 + 36 : 12 + 40] = (99).to_bytes(4, "big")  # the first entry's cached size
+
+    assert index_file.write_refreshed(path, index_file.file_identity(found[1]), flip_size)
+    data = Path(path).read_bytes()
+    assert index_file.checksum_ok(data) and data[48:52] == (99).to_bytes(4, "big")
+    assert "size: 99" in git(repo, "ls-files", "--debug")
+    # A stale identity: nothing written.
+    assert not index_file.write_refreshed(path, index_file.file_identity(found[1]), flip_size)
+    assert Path(path).read_bytes() == data
