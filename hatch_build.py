@@ -30,8 +30,7 @@ MODULE = "gitsafe._native"
 SOURCE = "gitsafe/_native.c"
 # Both the compile and the link: the scan starts threads.
 PTHREAD = ["-pthread"]
-# The stat pass hashes touched files with OpenSSL's SHA-1 (libcrypto, which Python's own
-# hashlib and ssl use too).
+# The stat pass hashes touched files with OpenSSL's SHA-1 (libcrypto; on Debian, libssl-dev).
 LIBRARIES = ["crypto"]
 ENV = "GITSAFE_BUILD_NATIVE"
 SKIP, REQUIRE = ("0", "false", "no", "off"), ("1", "true", "yes", "on")

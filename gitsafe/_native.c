@@ -516,6 +516,7 @@ typedef struct {
     int root_fd;
     long long index_mtime_ns;
     int filemode;
+    const EVP_MD *sha1; /* fetched once for all threads; NULL: touched files go to Python */
 } Chunk;
 
 /* A touched file costs one open and read here, in the stat pass's threads, instead of an
@@ -529,18 +530,21 @@ typedef struct {
  * file in its place, a size that changed while it was read, a read error) answers no, which
  * sends the path to the full analysis. */
 static int same_blob(int dirfd, const char *name, const struct stat *s, const unsigned char *oid,
-                     EVP_MD_CTX *ctx, unsigned char *buf) {
+                     const EVP_MD *sha1, EVP_MD_CTX *ctx, unsigned char *buf) {
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return 0;
     struct stat f;
     int same = 0;
+    /* The very file lstat saw, unchanged since: the stat data recorded is the hashed file's. */
     if (fstat(fd, &f) != 0 || !S_ISREG(f.st_mode) || f.st_dev != s->st_dev ||
-        f.st_ino != s->st_ino || f.st_size != s->st_size)
+        f.st_ino != s->st_ino || f.st_size != s->st_size ||
+        f.st_mtim.tv_sec != s->st_mtim.tv_sec || f.st_mtim.tv_nsec != s->st_mtim.tv_nsec ||
+        f.st_ctim.tv_sec != s->st_ctim.tv_sec || f.st_ctim.tv_nsec != s->st_ctim.tv_nsec)
         goto done;
     char header[32];
     int n = snprintf(header, sizeof header, "blob %lld", (long long)f.st_size);
     if (n < 0 || (size_t)n >= sizeof header) goto done;
-    if (EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) != 1 ||
+    if (EVP_DigestInit_ex(ctx, sha1, NULL) != 1 ||
         EVP_DigestUpdate(ctx, header, (size_t)n + 1) != 1) /* with its NUL */
         goto done;
     long long left = (long long)f.st_size;
@@ -684,8 +688,8 @@ static void *scan_chunk(void *arg) {
             pack(it->packed, &s, it->mode); /* the stat data from before the read */
             if (it->oid != NULL) {
                 if (ctx == NULL && (ctx = EVP_MD_CTX_new()) != NULL) buf = malloc(READ_BYTES);
-                if (ctx == NULL || buf == NULL ||
-                    !same_blob(fds[opened], name, &s, it->oid, ctx, buf))
+                if (c->sha1 == NULL || ctx == NULL || buf == NULL ||
+                    !same_blob(fds[opened], name, &s, it->oid, c->sha1, ctx, buf))
                     it->result = REST;
             }
         } else {
@@ -812,13 +816,20 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
     pthread_t tids[16];
     int started[16] = {0};
     int root_fd;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    /* One explicit fetch: EVP_sha1() in each digest would fetch it again, under a lock the
+     * threads share. */
+    EVP_MD *sha1 = is_table ? EVP_MD_fetch(NULL, "SHA1", NULL) : NULL;
+#else
+    const EVP_MD *sha1 = is_table ? EVP_sha1() : NULL;
+#endif
     Py_BEGIN_ALLOW_THREADS;
     /* The top itself must be a real directory too (TreeView.is_dir("")). */
     root_fd = open(PyBytes_AS_STRING(root_obj), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (root_fd >= 0) {
         for (int t = 0; t < threads; t++) {
             chunks[t] = (Chunk){items, count * t / threads, count * (t + 1) / threads, root_fd,
-                                index_mtime_ns, filemode};
+                                index_mtime_ns, filemode, sha1};
             started[t] = t > 0 && pthread_create(&tids[t], NULL, scan_chunk, &chunks[t]) == 0;
         }
         for (int t = 0; t < threads; t++)
@@ -828,6 +839,9 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
         close(root_fd);
     }
     Py_END_ALLOW_THREADS;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    EVP_MD_free(sha1);
+#endif
     int root_ok = root_fd >= 0;
     if (is_table && (records = malloc((size_t)(count ? count : 1) * RECORD)) == NULL) {
         PyErr_NoMemory();

@@ -133,6 +133,7 @@ def refresh_in_place(
         native is None
         or planned is None
         or planned.identity is None
+        or planned.checksum is None
         or changes.writes
         or changes.deletes
         or not changes.index_current
@@ -151,6 +152,7 @@ def refresh_in_place(
     return index_file.write_refreshed(
         os.path.join(repo.path, "index"),
         planned.identity,
+        planned.checksum,
         lambda data: native.patch_stat(data, table, records),
     )
 

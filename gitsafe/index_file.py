@@ -39,10 +39,10 @@ def identity(path: str) -> tuple[int, ...] | None:
 Extensions = tuple[tuple[bytes, int] | None, bool, bool]
 
 
-def tail(data: bytes, end: int) -> tuple[Extensions, int]:
+def tail(data: bytes, end: int) -> tuple[Extensions, int, bytes]:
     """What a snapshot needs of the file besides its entries (which end at ``end``): the
-    :func:`extensions` and the header's entry count."""
-    return extensions(data, end), int.from_bytes(data[8:12], "big")
+    :func:`extensions`, the header's entry count and the trailing checksum."""
+    return extensions(data, end), int.from_bytes(data[8:12], "big"), bytes(data[-20:])
 
 
 def extensions(data: bytes, end: int) -> Extensions:
@@ -91,14 +91,15 @@ def checksum_ok(data: bytes) -> bool:
 
 
 def write_refreshed(
-    path: str, identity: tuple[int, ...], patch: Callable[[bytearray], None]
+    path: str, identity: tuple[int, ...], checksum: bytes, patch: Callable[[bytearray], None]
 ) -> bool:
     """Rewrite the index file at ``path`` with ``patch`` applied to its bytes (new stat data in
     place, nothing else) and its trailing checksum renewed, as git writes a refreshed index:
     under ``index.lock``, renamed over the old file.  Only if the file is still the one of
-    ``identity``; False, with nothing changed, when it is not, the lock is taken or anything
-    fails, so that the caller can take the long way (libgit2), which meets the same problem
-    and reports it.
+    ``identity`` and ``checksum`` (a file rewritten in the same second of a coarse clock can
+    reuse the inode, size and times); False, with nothing changed, when it is not, the lock is
+    taken or anything fails, so that the caller can take the long way (libgit2), which meets
+    the same problem and reports it.  The lock is never left behind.
 
     Not flushed with fsync, as libgit2 does not flush the index either: the index only caches
     what the work tree and the object store hold.
@@ -108,23 +109,23 @@ def write_refreshed(
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     except OSError:
         return False
+    renamed = False
     try:
         with os.fdopen(fd, "wb") as out:
             found = read(path)
-            if found is None or file_identity(found[1]) != identity:
-                raise _Unchanged
+            if found is None or file_identity(found[1]) != identity or found[0][-20:] != checksum:
+                return False
             data = bytearray(found[0])
             del found
             patch(data)
             data[-20:] = hashlib.sha1(memoryview(data)[:-20]).digest()
             out.write(data)
         os.replace(lock, path)
+        renamed = True
         return True
-    except (OSError, ValueError, _Unchanged):
-        with contextlib.suppress(OSError):
-            os.unlink(lock)
+    except (OSError, ValueError):
         return False
-
-
-class _Unchanged(Exception):
-    """The index file is no longer the one planned against."""
+    finally:
+        if not renamed:  # whatever stopped it, even an interrupt: git must not find it held
+            with contextlib.suppress(OSError):
+                os.unlink(lock)

@@ -62,6 +62,8 @@ class IndexSnapshot:
     identity: tuple[int, ...] | None = None
     # It has an extension besides the cache-tree (REUC, UNTR, ...), or was read by libgit2.
     other_extensions: bool = True
+    # The file's trailing checksum, when gitsafe parsed it (execute.refresh_in_place)
+    checksum: bytes | None = None
 
     def stat_clean(self, entry: Entry, lst: os.stat_result) -> bool:
         """git's ie_match_stat, strict form: True only when the cached stat proves the content.
@@ -386,18 +388,20 @@ def snapshot(data: bytes, parsed: Parsed | None, lst: os.stat_result) -> IndexSn
 
 
 def assemble(
-    parsed: Parsed, lst: os.stat_result, tail: tuple[index_file.Extensions, int]
+    parsed: Parsed, lst: os.stat_result, tail: tuple[index_file.Extensions, int, bytes]
 ) -> IndexSnapshot | None:
     """:func:`snapshot` from what it reads of the file besides the entries
     (:func:`gitsafe.index_file.tail`)."""
     raw, staged, skip_worktree, marked, _end = parsed
-    (cache_tree, whole, others), count = tail
+    (cache_tree, whole, others), count, checksum = tail
     if not whole or len(raw) + len(staged) != count:
         return None
     tree_root: bytes | None = None
     if cache_tree is not None and cache_tree[1] == count and not staged:
         tree_root = cache_tree[0]  # it covers every entry, as git writes it
-    return _snapshot(raw, staged, skip_worktree, marked, lst, tree_root, others)
+    snap = _snapshot(raw, staged, skip_worktree, marked, lst, tree_root, others)
+    snap.checksum = checksum
+    return snap
 
 
 def _snapshot(

@@ -72,7 +72,9 @@ class Prescan:
         self.workdir, self.index_path, self.lock = workdir, index_path, lock
         self._filemode = filemode
         self._found: (
-            tuple[tuple[index_file.Extensions, int], os.stat_result, Any, list[str], Any, Any]
+            tuple[
+                tuple[index_file.Extensions, int, bytes], os.stat_result, Any, list[str], Any, Any
+            ]
             | None
         ) = None
         self._thread: threading.Thread | None = None

@@ -206,16 +206,31 @@ def test_write_refreshed_renews_the_checksum(tmp_path: Path) -> None:
     write(repo, "a.txt", "a\n")
     git(repo, "add", "a.txt")
     path = str(repo / ".git" / "index")
+    lock = Path(path + ".lock")
     found = index_file.read(path)
     assert found is not None
+    identity, checksum = index_file.file_identity(found[1]), found[0][-20:]
 
     def flip_size(data: bytearray) -> None:
         data[12 + 36 : 12 + 40] = (99).to_bytes(4, "big")  # the first entry's cached size
 
-    assert index_file.write_refreshed(path, index_file.file_identity(found[1]), flip_size)
+    # Another checksum than planned (a file rewritten with the same inode, size and times):
+    # nothing written.
+    assert not index_file.write_refreshed(path, identity, bytes(20), flip_size)
+    assert Path(path).read_bytes() == found[0] and not lock.exists()
+
+    def interrupted(data: bytearray) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        index_file.write_refreshed(path, identity, checksum, interrupted)
+    assert Path(path).read_bytes() == found[0] and not lock.exists()
+
+    assert index_file.write_refreshed(path, identity, checksum, flip_size)
     data = Path(path).read_bytes()
     assert index_file.checksum_ok(data) and data[48:52] == (99).to_bytes(4, "big")
     assert "size: 99" in git(repo, "ls-files", "--debug")
+    assert not lock.exists()
     # A stale identity: nothing written.
-    assert not index_file.write_refreshed(path, index_file.file_identity(found[1]), flip_size)
+    assert not index_file.write_refreshed(path, identity, data[-20:], flip_size)
     assert Path(path).read_bytes() == data
