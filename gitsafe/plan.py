@@ -754,18 +754,21 @@ class _Analysis:
     def _unchanged_elsewhere_native(self, near: set[str]) -> set[str]:
         """:meth:`unchanged_elsewhere` with its stat loop in C (``gitsafe._native``), which
         answers what the Python loop answers: the entries that need the full analysis, and the
-        touched files of unchanged type and exec bit, whose bytes are compared here."""
+        touched files of unchanged type and exec bit, whose bytes C compares for a Table and
+        this method for a dict."""
         native = accel.native
         assert native is not None
         raw = self.index.entries.raw
         scanned = self.scanned
+        touched: bytes | list[tuple[str, bytes]]
         early = scanned is not None and scanned.filemode == self.filemode
-        if scanned is not None and early:
+        if early:
+            assert scanned is not None
             # Made without ``near``: its entries go to the full analysis whatever their stat
             # data says, as stat_pass sends them.
             rest = set(scanned.rest)
             rest.update(p for p in near if p in raw)
-            touched: bytes | list[tuple[str, bytes]] = scanned.touched
+            touched = scanned.touched
         else:
             rest_list, touched = native.stat_pass(
                 raw, near, self.view.root, self.index.mtime_ns, self.filemode, accel.threads()
