@@ -11,14 +11,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Literal
 
 from gitsafe.errors import Interrupted, LockBusy
 
-# What a look at run.lock saw: the file's inode, ctime and content (the last holder's pid), or
-# one of these words.  Every holder rewrites the content, so two looks that see the same
-# thing had no gitsafe run between them.
-Seen = tuple[int, int, bytes] | Literal["absent", "busy", "unseen"]
+# No typing at run time: the early reads import this module before they start
+# (gitsafe/prescan.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    # What a look at run.lock saw: the file's inode, ctime and content (the last holder's
+    # pid), or one of these words.  Every holder rewrites the content, so two looks that see
+    # the same thing had no gitsafe run between them.
+    Seen = tuple[int, int, bytes] | Literal["absent", "busy", "unseen"]
 ABSENT: Seen = "absent"  # no run.lock yet
 BUSY: Seen = "busy"  # another gitsafe holds it
 UNSEEN: Seen = "unseen"  # nobody looked
