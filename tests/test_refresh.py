@@ -234,3 +234,24 @@ def test_write_refreshed_renews_the_checksum(tmp_path: Path) -> None:
     # A stale identity: nothing written.
     assert not index_file.write_refreshed(path, identity, data[-20:], flip_size)
     assert Path(path).read_bytes() == data
+
+
+@needs_native
+def test_records_reach_libgit2_a_few_thousand_at_a_time(tmp_path: Path) -> None:
+    """A heal after a touch hands libgit2 the refreshed stat data in chunks of records, not
+    as one list of 200,000 pairs; the chunks must add up to exactly the records."""
+    assert accel.native is not None
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    for i in range(4096 + 9):
+        write(repo, f"d{i % 7}/f{i}", f"{i}\n")
+    git(repo, "add", "-A")
+    _touch_all(repo)
+    found = index_file.read(str(repo / ".git" / "index"))
+    assert found is not None
+    parsed = accel.native.parse_index(found[0])
+    assert parsed is not None
+    table = parsed[0]
+    _rest, records = accel.native.stat_pass(table, None, str(repo), found[1].st_mtime_ns, True, 2)
+    assert len(records) == 44 * (4096 + 9)
+    assert list(execute._record_pairs(table, records)) == accel.native.record_pairs(table, records)
