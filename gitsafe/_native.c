@@ -1732,7 +1732,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     }
     if (PyType_Ready(&TableType) < 0 || PyType_Ready(&TableIterType) < 0) return NULL;
     PyObject *module = PyModule_Create(&native_module);
-    if (module != NULL && PyModule_AddObjectRef(module, "Table", (PyObject *)&TableType) < 0) {
+    if (module != NULL && (PyModule_AddObjectRef(module, "Table", (PyObject *)&TableType) < 0 ||
+                           PyModule_AddIntConstant(module, "RECORD_SIZE", RECORD) < 0)) {
         Py_DECREF(module);
         return NULL;
     }

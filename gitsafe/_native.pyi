@@ -6,6 +6,8 @@ from typing import overload
 _Key = tuple[int, int, int, int, int, int]
 _Stat = tuple[int, int, int, int, int, int, int, int, int]
 
+RECORD_SIZE: int  # bytes of one stat_pass record: uint32 entry index, 40 packed stat bytes
+
 class Table(Mapping[str, tuple[int, bytes, _Key]]):
     """The index's stage-0 entries, as a read-only mapping without a Python object each."""
 

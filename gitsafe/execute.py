@@ -126,7 +126,7 @@ def _record_pairs(table: object, records: bytes) -> Iterator[tuple[str, bytes]]:
     index."""
     native = accel.native
     assert native is not None
-    step = 44 * 4096  # whole records
+    step = native.RECORD_SIZE * 4096  # whole records
     for at in range(0, len(records), step):
         yield from native.record_pairs(table, records[at : at + step])
 
@@ -144,14 +144,12 @@ def refresh_in_place(
     if (
         native is None
         or planned is None
-        or planned.identity is None
+        or not planned.editable
+        or planned.identity is None  # (editable says so; for the type checker)
         or planned.checksum is None
         or changes.writes
         or changes.deletes
         or not changes.index_current
-        or planned.conflicted
-        or planned.marked
-        or planned.other_extensions
         or not isinstance(planned.entries.raw, native.Table)
     ):
         return False
@@ -190,8 +188,7 @@ def load_target(
     if (
         isinstance(target, IndexFiles)
         and planned is not None
-        and not (planned.conflicted or planned.marked or planned.other_extensions)
-        and planned.identity is not None
+        and planned.editable
         and planned.entries is target.entries
         and index_file.identity(os.path.join(repo.path, "index")) == planned.identity
     ):

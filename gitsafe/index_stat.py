@@ -65,6 +65,16 @@ class IndexSnapshot:
     # The file's trailing checksum, when gitsafe parsed it (execute.refresh_in_place)
     checksum: bytes | None = None
 
+    @property
+    def editable(self) -> bool:
+        """May the file this was read from be changed entry by entry, keeping the rest as it
+        is (execute.load_target, execute.refresh_in_place)?  Not when its identity is unknown,
+        nor with conflicts, intent-to-add or assume-unchanged entries or extensions besides the
+        cache-tree, which only libgit2's full reload handles as git does."""
+        return self.identity is not None and not (
+            self.conflicted or self.marked or self.other_extensions
+        )
+
     def stat_clean(self, entry: Entry, lst: os.stat_result) -> bool:
         """git's ie_match_stat, strict form: True only when the cached stat proves the content.
 
@@ -375,7 +385,7 @@ def read_index(repo: pygit2.Repository, index_path: str) -> IndexSnapshot:
     index = repo.index  # loads the file, or re-reads it if it changed since (force=False)
     index.read(force=False)
     raw, staged, skip_worktree, marked = _read_through_libgit2(index._index)
-    return _snapshot(raw, staged, skip_worktree, marked, lst, None, True)
+    return _snapshot(raw, staged, skip_worktree, marked, lst, None, True, None)
 
 
 def snapshot(data: bytes, parsed: Parsed | None, lst: os.stat_result) -> IndexSnapshot | None:
@@ -399,9 +409,7 @@ def assemble(
     tree_root: bytes | None = None
     if cache_tree is not None and cache_tree[1] == count and not staged:
         tree_root = cache_tree[0]  # it covers every entry, as git writes it
-    snap = _snapshot(raw, staged, skip_worktree, marked, lst, tree_root, others)
-    snap.checksum = checksum
-    return snap
+    return _snapshot(raw, staged, skip_worktree, marked, lst, tree_root, others, checksum)
 
 
 def _snapshot(
@@ -412,6 +420,7 @@ def _snapshot(
     lst: os.stat_result,
     tree_root: bytes | None,
     others: bool,
+    checksum: bytes | None,
 ) -> IndexSnapshot:
     conflicted: dict[str, list[Entry]] = {}
     for e in staged:
@@ -425,6 +434,7 @@ def _snapshot(
         tree_root,
         file_identity(lst),
         others,
+        checksum,
     )
 
 

@@ -102,7 +102,7 @@ class Prescan:
             if parsed is None:
                 return
             # What the snapshot needs of the bytes, so that they are not kept (20 MB at
-            # 200,000 files): the entry count and the extensions after the entries.
+            # 200,000 files): the extensions after the entries, the entry count, the checksum.
             tail = index_file.tail(data, parsed[4])
             del data, found
             table = parsed[0]
