@@ -1,9 +1,10 @@
 """The ``gitsafe`` command's entry point (also ``python -m gitsafe``).
 
 ``gitsafe --version`` is answered here, before typer, rich and pygit2 are imported: the full
-CLI costs about 140 ms to start, the answer alone about 40 ms (docs/performance.md, "Startup").
+CLI costs about 140 ms to start, the answer alone about 30 ms (docs/performance.md, "Startup").
 ``pull`` and ``doctor`` start reading the work tree here too, before those imports
-(gitsafe/prescan.py).
+(gitsafe/prescan.py), and their plain command lines run without typer at all
+(gitsafe/quickargs.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ def main() -> None:
 
         sys.stdout.write(version_line() + "\n")
         return
+    from gitsafe import quickargs
+
+    quick = quickargs.parse(sys.argv[1:])
+    if quick is not None:
+        from gitsafe import prescan
+
+        prescan.start_early(quick.directory, quick.command)
+        sys.exit(quickargs.run(quick))
     guess = _pull_or_doctor(sys.argv[1:])
     if guess is not None:
         # The work-tree reads of pull and doctor start now, while typer and pygit2 load

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
+from gitsafe import commands
 from gitsafe import settings as S
 from gitsafe.hooks_cli import hooks_app
-from gitsafe.report import Report
 
 app = typer.Typer(
     name="gitsafe",
@@ -128,19 +128,6 @@ def _where(directory: str | None) -> str:
     return chosen
 
 
-def _finish(report: Report, as_json: bool, quiet: bool) -> None:
-    if as_json:
-        sys.stdout.write(report.to_json_text())
-        sys.stdout.flush()
-    if not quiet:
-        from gitsafe.render import write
-
-        write(report, sys.stderr)
-    elif report.error:
-        sys.stderr.write(f"gitsafe {report.command}: {report.error['message']}\n")
-    raise typer.Exit(report.exit_code)
-
-
 @app.command()
 def pull(
     remote: RemoteArg = None,
@@ -230,29 +217,28 @@ def pull(
     Exit codes: 0 the checkout now equals REMOTE/BRANCH; 1 the pull failed and a rerun can
     converge; 2 usage or configuration error, refused repository, not a git work tree.
     """
-    from gitsafe.core import pull as run_pull
-
-    result = run_pull(
-        _where(directory),
-        remote,
-        branch,
-        exclude=exclude or [],
-        report_path=report,
-        lock_timeout=lock_timeout,
-        stale_lock_age=stale_lock_age,
-        backup=False if no_backup else None,
-        quiet_git=quiet,
-        alert_command=alert_command,
-        webhook=webhook,
-        webhook_format=webhook_format,
-        alert_timeout=alert_timeout,
-        metrics_file=metrics_file,
-        retries=retries,
-        depth=depth,
-        accept_new_host_key=True if accept_new_host_key else None,
-        progress=not quiet,
+    raise typer.Exit(
+        commands.pull(
+            _where(directory),
+            remote,
+            branch,
+            exclude=exclude or [],
+            report=report,
+            as_json=as_json,
+            quiet=quiet,
+            lock_timeout=lock_timeout,
+            stale_lock_age=stale_lock_age,
+            no_backup=no_backup,
+            alert_command=alert_command,
+            webhook=webhook,
+            webhook_format=webhook_format,
+            alert_timeout=alert_timeout,
+            metrics_file=metrics_file,
+            retries=retries,
+            depth=depth,
+            accept_new_host_key=accept_new_host_key,
+        )
     )
-    _finish(result, as_json, quiet)
 
 
 @app.command()
@@ -280,21 +266,21 @@ def doctor(
     Exit codes: 0 nothing to heal; 1 a pull would heal; 2 no plan could be made (usage,
     configuration, refused repository, not a git work tree, fetch failure).
     """
-    from gitsafe.core import doctor as run_doctor
-
-    result = run_doctor(
-        _where(directory),
-        remote,
-        branch,
-        exclude=exclude or [],
-        fetch_first=fetch,
-        report_path=report,
-        retries=retries,
-        depth=depth,
-        accept_new_host_key=True if accept_new_host_key else None,
-        progress=not quiet,
+    raise typer.Exit(
+        commands.doctor(
+            _where(directory),
+            remote,
+            branch,
+            exclude=exclude or [],
+            report=report,
+            fetch=fetch,
+            as_json=as_json,
+            quiet=quiet,
+            retries=retries,
+            depth=depth,
+            accept_new_host_key=accept_new_host_key,
+        )
     )
-    _finish(result, as_json, quiet)
 
 
 @app.command()
