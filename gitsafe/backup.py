@@ -5,6 +5,11 @@ one blob per saved file under ``blobs/`` (numbered, so any path — non-UTF-8, `
 fits).  Its parents are the commits the pull moves away from, so dropped local commits stay
 reachable.  Files above the size bound are set aside (hard-linked, else copied) under
 ``<gitdir>/gitsafe/aside/<id>/`` instead of hashed.  The ids sort by time.
+
+The objects are on disk before the ref names them, and the ref before anything is deleted.
+The saved files go into one pack, flushed once (:mod:`gitsafe.packfile`), instead of two fsyncs
+per loose object (0.2 s for 400 files on a plain disk).  Files above :data:`PACKED_MAX`, the
+trees and the commit are written by libgit2 as loose objects, each flushed.
 """
 
 from __future__ import annotations
@@ -21,14 +26,20 @@ from typing import Any
 import pygit2
 from pygit2.enums import Option
 
+from gitsafe import packfile
+from gitsafe.filters import to_odb
 from gitsafe.index_stat import MODE_EXEC, MODE_FILE, MODE_GITLINK, MODE_LINK, IndexSnapshot
 from gitsafe.plan import WorkTreeChanges
+from gitsafe.repository import conversion_configured
 from gitsafe.safetree import NotInTree, SafeTree
 
 REF_PREFIX = "refs/gitsafe/backups/"
 MANIFEST_FORMAT = "gitsafe.backup/1"
 _SIGNATURE_NAME = "gitsafe"
 _SIGNATURE_EMAIL = "gitsafe@localhost"
+
+# Files up to this size are packed; the pack writer holds one of them in memory at a time.
+PACKED_MAX = 1 << 20
 
 
 @dataclass
@@ -80,11 +91,61 @@ def new_id(now: float | None = None) -> str:
     return f"{stamp}.{int(now * 1000) % 1000:03d}Z-{os.getpid()}"
 
 
+class _Store:
+    """Writes a backup's objects: files up to :data:`PACKED_MAX` into ``pack`` (read without
+    following a symlink, converted as ``git add`` would store them), larger ones and git's state
+    files by libgit2, each flushed to disk."""
+
+    def __init__(
+        self,
+        repo: pygit2.Repository,
+        commondir: str,
+        tree: SafeTree,
+        index: IndexSnapshot,
+        pack: packfile.PackWriter,
+    ) -> None:
+        self.repo, self.tree, self.index, self.pack = repo, tree, index, pack
+        # Whether any conversion (eol, ident, a filter) could apply: configured for the whole
+        # repository, or by a .gitattributes file in a directory (checked once per directory).
+        self._everywhere = conversion_configured(repo, commondir)
+        self._in_dir: dict[str, bool] = {}
+
+    def _may_convert(self, path: str) -> bool:
+        if self._everywhere:
+            return True
+        parent = path.rpartition("/")[0]
+        known = self._in_dir.get(parent)
+        if known is None:
+            name = f"{parent}/.gitattributes" if parent else ".gitattributes"
+            here = name in self.index.entries or self.tree.lstat(name) is not None
+            known = here or (bool(parent) and self._may_convert(parent))
+            self._in_dir[parent] = known
+        return known
+
+    def file_blob(self, path: str, size: int) -> pygit2.Oid:
+        """The blob of the regular file at ``path``, as ``git add`` would store it."""
+        data = self.tree.read_file(path, PACKED_MAX) if size <= PACKED_MAX else None
+        if data is None:  # large, or grown past the bound since it was looked at
+            with durable():
+                return self.repo.create_blob_fromdisk(os.path.join(self.tree.root, path))
+        if self._may_convert(path):
+            data = to_odb(self.repo, path, data)
+        return pygit2.Oid(raw=self.pack.add(packfile.BLOB, data))
+
+    def blob(self, data: bytes) -> pygit2.Oid:
+        return pygit2.Oid(raw=self.pack.add(packfile.BLOB, data))
+
+    def state_blob(self, full: str) -> pygit2.Oid:
+        with durable():
+            return self.repo.create_blob_fromdisk(full)
+
+
 class _Collector:
     def __init__(
-        self, repo: pygit2.Repository, root: str, gitdir: str, backup_id: str, max_size: int
+        self, store: _Store, root: str, gitdir: str, backup_id: str, max_size: int
     ) -> None:
-        self.repo = repo
+        self.store = store
+        self.repo = store.repo
         self.root = root
         self.gitdir = gitdir
         self.id = backup_id
@@ -111,7 +172,7 @@ class _Collector:
         full = os.path.join(self.root, path)
         if st.S_ISLNK(info.st_mode):
             target = os.readlink(os.fsencode(full))
-            oid = self.repo.create_blob(target)
+            oid = self.store.blob(target)
             self._add(Entry(path, source, "link", MODE_LINK, str(oid), len(target)), oid)
         elif st.S_ISDIR(info.st_mode):
             names = sorted(os.listdir(full))
@@ -134,7 +195,7 @@ class _Collector:
                 self.aside += 1
                 self._add(Entry(path, source, "file", mode, None, info.st_size, rel), None)
             else:
-                oid = self.repo.create_blob_fromdisk(full)
+                oid = self.store.file_blob(path, info.st_size)
                 self._add(Entry(path, source, "file", mode, str(oid), info.st_size), oid)
 
     def add_blob(self, path: str, source: str, mode: int, oid: pygit2.Oid) -> None:
@@ -157,7 +218,7 @@ class _Collector:
 
     def _state_file(self, full: str) -> None:
         rel = os.path.relpath(full, self.gitdir)
-        oid = self.repo.create_blob_fromdisk(full)
+        oid = self.store.state_blob(full)
         self._add(Entry(rel, "state", "file", MODE_FILE, str(oid), os.path.getsize(full)), oid)
 
 
@@ -165,6 +226,7 @@ def create(
     repo: pygit2.Repository,
     root: str,
     gitdir: str,
+    commondir: str,
     changes: WorkTreeChanges,
     index: IndexSnapshot,
     head_files: Mapping[str, tuple[int, pygit2.Oid]],
@@ -174,10 +236,13 @@ def create(
     max_size: int,
     backup_id: str | None = None,
 ) -> BackupInfo | None:
-    """Save everything the plan discards; None when it discards nothing at all."""
+    """Save everything the plan discards, on disk when this returns; None when it discards
+    nothing at all."""
     backup_id = backup_id or new_id()
-    c = _Collector(repo, root, gitdir, backup_id, max_size)
-    with SafeTree(root) as tree:
+    pack_dir = os.path.join(commondir, "objects", "pack")
+    with SafeTree(root) as tree, packfile.PackWriter(pack_dir) as pack:
+        store = _Store(repo, commondir, tree, index, pack)
+        c = _Collector(store, root, gitdir, backup_id, max_size)
         for item in changes.restore:
             path = item.path
             if any(r in item.reason for r in ("modified", "typechange", "mode", "unmerged")):
@@ -191,36 +256,47 @@ def create(
             c.add_worktree(tree, item.path.rstrip("/"), "overwritten")
         for path, _is_dir in changes.clean:
             c.add_worktree(tree, path, "untracked")
-    for name in state:
-        c.add_state(name)
-    dropped = [str(p) for p in parents]
-    if not c.entries and not parents:
-        return None
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "id": backup_id,
-        "created_at": created,
-        "work_tree": root,
-        "branch": branch,
-        "parents": dropped,
-        "entries": [e.as_json() for e in c.entries],
-    }
-    builder = repo.TreeBuilder()
-    blobs = repo.TreeBuilder()
-    for n, oid in enumerate(c.blobs):
-        if oid is not None:
-            blobs.insert(f"{n:06d}", oid, pygit2.enums.FileMode.BLOB)
-    builder.insert("blobs", blobs.write(), pygit2.enums.FileMode.TREE)
-    text = json.dumps(manifest, indent=1, ensure_ascii=True).encode()
-    builder.insert("manifest.json", repo.create_blob(text), pygit2.enums.FileMode.BLOB)
-    sig = pygit2.Signature(_SIGNATURE_NAME, _SIGNATURE_EMAIL)
-    message = (
-        f"gitsafe backup {backup_id}\n\n{len(c.entries)} entries, {c.total} bytes, "
-        f"{len(parents)} parent commit(s)\n"
-    )
-    ref = REF_PREFIX + backup_id
-    repo.create_commit(ref, sig, sig, message, builder.write(), parents)
+        for name in state:
+            c.add_state(name)
+        if not c.entries and not parents:
+            return None
+        dropped = [str(p) for p in parents]
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "id": backup_id,
+            "created_at": created,
+            "work_tree": root,
+            "branch": branch,
+            "parents": dropped,
+        }
+        # One line per entry: readable, and written by json's C encoder (indent= is Python's).
+        lines = ",\n".join(json.dumps(e.as_json(), ensure_ascii=True) for e in c.entries)
+        head = json.dumps(manifest, ensure_ascii=True)[:-1]
+        text = f'{head}, "entries": [\n{lines}\n]}}\n'.encode()
+        manifest_oid = store.blob(text)
+        pack.finish()
+    # The blobs are on disk now; the trees, the commit and the ref follow, each flushed.
+    with durable():
+        builder = repo.TreeBuilder()
+        blobs = repo.TreeBuilder()
+        for n, oid in enumerate(c.blobs):
+            if oid is not None:
+                blobs.insert(f"{n:06d}", oid, pygit2.enums.FileMode.BLOB)
+        builder.insert("blobs", blobs.write(), pygit2.enums.FileMode.TREE)
+        builder.insert("manifest.json", manifest_oid, pygit2.enums.FileMode.BLOB)
+        sig = pygit2.Signature(_SIGNATURE_NAME, _SIGNATURE_EMAIL)
+        message = (
+            f"gitsafe backup {backup_id}\n\n{len(c.entries)} entries, {c.total} bytes, "
+            f"{len(parents)} parent commit(s)\n"
+        )
+        ref = REF_PREFIX + backup_id
+        repo.create_commit(ref, sig, sig, message, builder.write(), parents)
+    # libgit2 decides whether to flush refs when it opens the repository, not per write.
+    ref_file = os.path.join(commondir, *ref.split("/"))
+    if os.path.isfile(ref_file):
+        packfile.fsync_path(ref_file)
+        packfile.fsync_path(os.path.dirname(ref_file))
     return BackupInfo(
         id=backup_id,
         ref=ref,

@@ -631,20 +631,20 @@ def _converge(
         report.backup = {"skipped": True, "reason": f"--no-backup ({settings.backup.source})"}
     elif heal:
         assert plan.index is not None
-        with backup.durable():
-            info = backup.create(
-                repo,
-                co.workdir,
-                co.gitdir,
-                plan.changes,
-                plan.index,
-                plan.head_files,
-                plan.clear_state,
-                plan.dropped_tips,
-                source.branch,
-                settings.backup_max_file_size.value,
-                backup_id,
-            )
+        info = backup.create(
+            repo,
+            co.workdir,
+            co.gitdir,
+            co.commondir,
+            plan.changes,
+            plan.index,
+            plan.head_files,
+            plan.clear_state,
+            plan.dropped_tips,
+            source.branch,
+            settings.backup_max_file_size.value,
+            backup_id,
+        )
         if info is not None:
             info.pruned = backup.prune(
                 repo, co.gitdir, settings.backup_keep.value, settings.backup_keep_days.value

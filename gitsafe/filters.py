@@ -17,7 +17,18 @@ from pygit2.ffi import C, ffi
 
 def smudge(repo: pygit2.Repository, path: str, data: bytes) -> bytes | None:
     """``data`` as a checkout writes it at ``path``; None when no conversion applies."""
-    filters = repo.load_filter_list(os.fsencode(path), FilterMode.TO_WORKTREE)  # type: ignore[arg-type]
+    return _apply(repo, path, data, FilterMode.TO_WORKTREE)
+
+
+def to_odb(repo: pygit2.Repository, path: str, data: bytes) -> bytes:
+    """``data``, read from the work tree at ``path``, as ``git add`` (and libgit2's
+    ``git_blob_create_from_disk``) would store it."""
+    converted = _apply(repo, path, data, FilterMode.TO_ODB)
+    return data if converted is None else converted
+
+
+def _apply(repo: pygit2.Repository, path: str, data: bytes, mode: FilterMode) -> bytes | None:
+    filters = repo.load_filter_list(os.fsencode(path), mode)  # type: ignore[arg-type]
     if filters is None:
         return None
     buf = ffi.new("git_buf *")

@@ -137,7 +137,7 @@ def _attribute_refusals(
         blob = co.repo[target[path][1]]
         if isinstance(blob, pygit2.Blob):
             sources.append(blob.data)
-    for extra in (os.path.join(co.commondir, "info", "attributes"), _attributes_file(co)):
+    for extra in (os.path.join(co.commondir, "info", "attributes"), _attributes_file(co.repo)):
         if extra and os.path.isfile(extra):
             with open(extra, "rb") as f:
                 sources.append(f.read())
@@ -178,9 +178,9 @@ def _first(items: list[str], n: int = 5) -> str:
     return shown + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
-def _attributes_file(co: Checkout) -> str | None:
+def _attributes_file(repo: pygit2.Repository) -> str | None:
     try:
-        value = str(co.repo.config["core.attributesFile"])
+        value = str(repo.config["core.attributesFile"])
     except (KeyError, pygit2.GitError):
         xdg = os.environ.get("XDG_CONFIG_HOME") or (
             os.path.join(os.environ["HOME"], ".config") if "HOME" in os.environ else None
@@ -236,13 +236,12 @@ def filemode(co: Checkout) -> bool:
 _CONVERSION_ATTRIBUTES = (b"text", b"eol", b"crlf", b"ident", b"filter")
 
 
-def may_convert(co: Checkout, target: Mapping[str, tuple[int, pygit2.Oid]]) -> bool:
-    """Could a checkout conversion (eol, ident, filters) apply to any file here?
-
-    False lets the plan skip per-file filter look-ups in the common case of a repository with no
-    ``core.autocrlf``/``core.eol`` and no attribute that converts.
-    """
-    config = co.repo.config
+def conversion_configured(repo: pygit2.Repository, commondir: str) -> bool:
+    """Could a conversion apply to files anywhere in the work tree, by configuration
+    (``core.autocrlf``, ``core.eol``) or an attributes file outside it (``info/attributes``,
+    ``core.attributesFile``, the system's ``/etc/gitattributes``)?  The ``.gitattributes``
+    files in the tree are the caller's to check."""
+    config = repo.config
     for name in ("core.autocrlf", "core.eol"):
         try:
             value = str(config[name]).lower()
@@ -250,12 +249,27 @@ def may_convert(co: Checkout, target: Mapping[str, tuple[int, pygit2.Oid]]) -> b
             continue
         if value not in ("false", "lf", "native", ""):
             return True
-    sources = [os.path.join(co.commondir, "info", "attributes"), _attributes_file(co)]
+    sources = [
+        os.path.join(commondir, "info", "attributes"),
+        _attributes_file(repo),
+        "/etc/gitattributes",
+    ]
     for path in sources:
         if path and os.path.isfile(path):
             with open(path, "rb") as f:
                 if any(a in f.read() for a in _CONVERSION_ATTRIBUTES):
                     return True
+    return False
+
+
+def may_convert(co: Checkout, target: Mapping[str, tuple[int, pygit2.Oid]]) -> bool:
+    """Could a checkout conversion (eol, ident, filters) apply to any file here?
+
+    False lets the plan skip per-file filter look-ups in the common case of a repository with no
+    ``core.autocrlf``/``core.eol`` and no attribute that converts.
+    """
+    if conversion_configured(co.repo, co.commondir):
+        return True
     for path in attribute_files(target):
         blob = co.repo.get(target[path][1])
         if isinstance(blob, pygit2.Blob) and any(a in blob.data for a in _CONVERSION_ATTRIBUTES):

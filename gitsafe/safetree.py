@@ -126,6 +126,18 @@ class SafeTree:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
 
+    def read_file(self, rel: str, limit: int) -> bytes | None:
+        """The content of the regular file ``rel``, or None if it holds more than ``limit``
+        bytes.  A symlink or anything but a regular file there raises OSError (a FIFO is not
+        waited on)."""
+        with self._parent(rel) as (dfd, name):
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            with os.fdopen(os.open(name, flags, dir_fd=dfd), "rb") as f:
+                if not st.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise OSError(errno.EINVAL, f"{rel}: not a regular file")
+                data = f.read(limit + 1)
+        return data if len(data) <= limit else None
+
     def prune_empty_parents(self, rel: str) -> None:
         """git's schedule_dir_for_removal: rmdir each parent while it is empty."""
         parent = rel.rpartition("/")[0]
