@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import pygit2
@@ -27,11 +27,13 @@ from pygit2 import C, ffi
 from pygit2.callbacks import git_fetch_options
 from pygit2.utils import StrArray
 
-from gitsafe import hostkeys
 from gitsafe.credentials import AuthFailed, CredentialConfig, Credentials
 from gitsafe.errors import FetchFailed, Refused, UsageError
 from gitsafe.progress import FetchProgress
 from gitsafe.report import redact_url
+
+if TYPE_CHECKING:
+    from gitsafe import hostkeys
 
 LOCAL = ("local", "file")
 SMART = ("git", "ssh", "http", "https")
@@ -197,6 +199,8 @@ class _HostKeyCheck:
         if cert.cert_type != C.GIT_CERT_HOSTKEY_LIBSSH2:
             # TLS: libgit2 has verified the chain and the name against the CA store; defer.
             return _GIT_PASSTHROUGH
+        from gitsafe import hostkeys  # only SSH fetches check host keys (2 ms of every start)
+
         full = _CertHostkey.from_address(int(ffi.cast("uintptr_t", cert)))
         if not full.type & _GIT_CERT_SSH_RAW or not full.hostkey:
             self.error = HostKeyRejected("libgit2 did not provide the server's host key")
@@ -228,6 +232,8 @@ class _HostKeyCheck:
 def _host_key_message(
     verdict: hostkeys.Verdict, host: str, port: int, key: hostkeys.HostKey, path: str
 ) -> str:
+    from gitsafe import hostkeys
+
     label = hostkeys.host_label(host, port)
     shown = f"{key.key_type} key {key.fingerprint}"
     if verdict.status == "revoked":
