@@ -93,8 +93,8 @@ def new_id(now: float | None = None) -> str:
 
 class _Store:
     """Writes a backup's objects: files up to :data:`PACKED_MAX` into ``pack`` (read without
-    following a symlink, converted as ``git add`` would store them), larger ones and git's state
-    files by libgit2, each flushed to disk."""
+    following a symlink, converted as libgit2's ``git_blob_create_from_disk`` stores them),
+    larger ones and git's state files by that libgit2 call, each flushed to disk."""
 
     def __init__(
         self,
@@ -123,7 +123,7 @@ class _Store:
         return known
 
     def file_blob(self, path: str, size: int) -> pygit2.Oid:
-        """The blob of the regular file at ``path``, as ``git add`` would store it."""
+        """The blob of the regular file at ``path``, as libgit2 stores it from disk."""
         data = self.tree.read_file(path, PACKED_MAX) if size <= PACKED_MAX else None
         if data is None:  # large, or grown past the bound since it was looked at
             with durable():
@@ -192,6 +192,8 @@ class _Collector:
                     os.link(full, dest, follow_symlinks=False)
                 except OSError:
                     shutil.copy2(full, dest, follow_symlinks=False)
+                    packfile.fsync_path(dest)  # a copy's data; a link's is the file's own
+                packfile.fsync_path(os.path.dirname(dest))
                 self.aside += 1
                 self._add(Entry(path, source, "file", mode, None, info.st_size, rel), None)
             else:
@@ -294,9 +296,10 @@ def create(
         repo.create_commit(ref, sig, sig, message, builder.write(), parents)
     # libgit2 decides whether to flush refs when it opens the repository, not per write.
     ref_file = os.path.join(commondir, *ref.split("/"))
-    if os.path.isfile(ref_file):
+    if os.path.isfile(ref_file):  # the file, its directory, and that one's (new on a first backup)
         packfile.fsync_path(ref_file)
         packfile.fsync_path(os.path.dirname(ref_file))
+        packfile.fsync_path(os.path.dirname(os.path.dirname(ref_file)))
     return BackupInfo(
         id=backup_id,
         ref=ref,

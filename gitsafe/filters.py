@@ -21,8 +21,8 @@ def smudge(repo: pygit2.Repository, path: str, data: bytes) -> bytes | None:
 
 
 def to_odb(repo: pygit2.Repository, path: str, data: bytes) -> bytes:
-    """``data``, read from the work tree at ``path``, as ``git add`` (and libgit2's
-    ``git_blob_create_from_disk``) would store it."""
+    """``data``, read from the work tree at ``path``, as libgit2's ``git_blob_create_from_disk``
+    stores it (git add's conversions, as libgit2 implements them)."""
     converted = _apply(repo, path, data, FilterMode.TO_ODB)
     return data if converted is None else converted
 

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import struct
+import tempfile
 import zlib
 
 # Object type numbers in a pack entry's header, and the names in an object's id.
@@ -62,9 +63,12 @@ class PackWriter:
         """Offsets from ``large`` on go to the index's 8-byte table (git's rule is 2**31; the
         tests lower it)."""
         self.pack_dir, self._large = pack_dir, large
-        self._tmp = os.path.join(pack_dir, f"tmp_pack_gitsafe_{os.getpid()}")
-        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        self._file = os.fdopen(os.open(self._tmp, flags, 0o444), "w+b")
+        if not os.path.isdir(pack_dir):  # git and libgit2 make it when they first need it
+            os.makedirs(pack_dir, exist_ok=True)
+            fsync_path(os.path.dirname(pack_dir))
+        # Named as git names its own (git gc removes old ones a crash leaves), never reused.
+        fd, self._tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=pack_dir)
+        self._file = os.fdopen(fd, "w+b")
         self._file.write(bytes(12))  # the header, once the count is known
         self._offset = 12
         self._entries: dict[bytes, tuple[int, bytes]] = {}  # id: (offset, crc32 of the entry)
@@ -106,12 +110,13 @@ class PackWriter:
         trailer = digest.digest()
         out.write(trailer)
         out.flush()
+        os.fchmod(out.fileno(), 0o444)  # as git and libgit2 leave packs
         os.fsync(out.fileno())
         out.close()
         base = os.path.join(self.pack_dir, f"pack-{trailer.hex()}")
-        idx_tmp = self._tmp + ".idx"
+        fd, idx_tmp = tempfile.mkstemp(prefix="tmp_idx_", dir=self.pack_dir)
         try:
-            _write_index(idx_tmp, self._entries, trailer, self._large)
+            _write_index(fd, self._entries, trailer, self._large)
             # The pack first, its index last: git and libgit2 find a pack through its index.
             os.replace(self._tmp, base + ".pack")
             os.replace(idx_tmp, base + ".idx")
@@ -123,7 +128,7 @@ class PackWriter:
 
 
 def _write_index(
-    path: str, objects: dict[bytes, tuple[int, bytes]], pack_sum: bytes, large_from: int
+    fd: int, objects: dict[bytes, tuple[int, bytes]], pack_sum: bytes, large_from: int
 ) -> None:
     ids = sorted(objects)
     fanout = [0] * 256
@@ -154,10 +159,10 @@ def _write_index(
             pack_sum,
         ]
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o444)
     with os.fdopen(fd, "wb") as out:
         out.write(body + hashlib.sha1(body).digest())
         out.flush()
+        os.fchmod(out.fileno(), 0o444)
         os.fsync(out.fileno())
 
 

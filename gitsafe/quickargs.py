@@ -137,10 +137,11 @@ def _convert(kind: str, dest: str, value: str) -> object | None:
     whole, dot, fraction = value.partition(".")
     if not _digits(whole + fraction) or (kind == INT and dot) or not (whole or fraction):
         return None  # signs, exponents, "inf", spaces, other scripts' digits: typer judges
-    if kind == INT:
-        number = int(value)
-        return number if number >= MINIMUM[dest] else None
-    return float(value)
+    try:
+        number = int(value) if kind == INT else float(value)
+    except ValueError:  # more digits than int() takes (4300): typer says what is wrong
+        return None
+    return number if kind == FLOAT or number >= MINIMUM[dest] else None
 
 
 def _digits(text: str) -> bool:
@@ -157,11 +158,14 @@ def run(quick: Quick) -> int:
         if quick.command == "pull":
             return commands.pull(quick.directory, **params)
         return commands.doctor(quick.directory, **params)
+    # As typer ends a command that raised these:
     except KeyboardInterrupt:
-        sys.stderr.write("gitsafe: interrupted\n")
         return 130
+    except EOFError:
+        sys.stderr.write("\nAborted!\n")
+        return 1
     except BrokenPipeError:
-        # As typer does: whoever read the output has gone; say nothing more, exit 1.
+        # whoever read the output has gone: say nothing more, exit 1
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.dup2(devnull, sys.stderr.fileno())

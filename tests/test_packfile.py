@@ -69,6 +69,23 @@ def test_the_pack_and_index_are_gits_own(tmp_path: Path, large: int) -> None:
     assert git(repo, "fsck", "--full", "--strict", "--no-dangling").strip() == ""
 
 
+def test_a_missing_pack_directory_is_made_and_leftovers_are_not_reused(tmp_path: Path) -> None:
+    """git and libgit2 make objects/pack when they first need it; a temporary file a killed
+    run left (read-only, as packs are) never blocks the next one, whatever its pid."""
+    pack_dir = tmp_path / "objects" / "pack"
+    with packfile.PackWriter(str(pack_dir)) as writer:
+        writer.add(packfile.BLOB, b"first")
+        first = writer.finish()
+    assert first is not None and os.stat(first).st_mode & 0o777 == 0o444
+    for name in ("tmp_pack_gitsafe", "tmp_pack_x", f"tmp_pack_gitsafe_{os.getpid()}"):
+        (pack_dir / name).write_bytes(b"left by a killed run")
+        (pack_dir / name).chmod(0o444)
+    with packfile.PackWriter(str(pack_dir)) as writer:
+        writer.add(packfile.BLOB, b"second")
+        assert writer.finish() is not None
+    assert len([n for n in os.listdir(pack_dir) if n.startswith("pack-")]) == 4
+
+
 def test_an_empty_or_abandoned_pack_leaves_nothing(tmp_path: Path) -> None:
     with packfile.PackWriter(str(tmp_path)) as writer:
         assert writer.finish() is None
@@ -192,10 +209,10 @@ def test_the_pack_is_flushed_before_the_first_file_is_deleted(
         return next(i for i, call in enumerate(calls) if re.search(pattern, call))
 
     removal = first(r'unlink\w*\(.*"f\d+\.txt"')
-    pack_synced = first(r"fsync\(\d+<[^>]*/tmp_pack_gitsafe_\d+>\)")
-    idx_synced = first(r"fsync\(\d+<[^>]*/tmp_pack_gitsafe_\d+\.idx>\)")
-    pack_renamed = first(r"rename\w*\(.*tmp_pack_gitsafe_\d+\".*pack-\w+\.pack")
-    idx_renamed = first(r"rename\w*\(.*tmp_pack_gitsafe_\d+\.idx\".*pack-\w+\.idx")
+    pack_synced = first(r"fsync\(\d+<[^>]*/objects/pack/tmp_pack_\w+>\)")
+    idx_synced = first(r"fsync\(\d+<[^>]*/objects/pack/tmp_idx_\w+>\)")
+    pack_renamed = first(r"rename\w*\(.*/tmp_pack_\w+\".*pack-\w+\.pack")
+    idx_renamed = first(r"rename\w*\(.*/tmp_idx_\w+\".*pack-\w+\.idx")
     dir_synced = first(r"fsync\(\d+<[^>]*/objects/pack>\)")
     ref_synced = first(r"fsync\(\d+<[^>]*refs/gitsafe/backups/[^>]*>\)")
     assert pack_synced < pack_renamed < idx_renamed < dir_synced < ref_synced < removal

@@ -176,6 +176,8 @@ def test_hook_lines_are_read_the_quick_way(args: list[str]) -> None:
         ["pull", "--retries", "-1"],
         ["pull", "--depth", "0"],
         ["pull", "--lock-timeout", "soon"],
+        ["pull", "--retries", "1" * 5000],  # more digits than int() takes
+        ["pull", "--retries", "1" * 5000, "--help"],
         ["pull", "a", "b", "c"],
         ["pull", "-e"],
         ["pull", "--", "origin"],
