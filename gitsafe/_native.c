@@ -1522,11 +1522,41 @@ typedef struct {
     Task *queue, *holding;
     size_t queued, queue_cap, held, holding_cap;
     int busy, failed; /* failed: the errno of the first failure, 0 for none */
+    int sorted;       /* the Table's paths are in byte order, as an index file keeps them */
     const TableObject *t;
     const DirSet *dirs;
     const char *root;
     size_t root_len;
 } Scan;
+
+/* Byte order of two paths, git's index order. */
+static int path_cmp(const char *a, size_t an, const char *b, size_t bn) {
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : (an > bn) - (an < bn);
+}
+
+/* The first entry in [lo, hi) whose path is not below s (n bytes); the Table sorted. */
+static Py_ssize_t table_lower(const TableObject *t, Py_ssize_t lo, Py_ssize_t hi, const char *s,
+                              size_t n) {
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        const TEntry *e = &t->entries[mid];
+        if (path_cmp(t->names + e->name_off, e->name_len, s, n) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int table_sorted(const TableObject *t) {
+    for (Py_ssize_t k = 1; k < t->n; k++) {
+        const TEntry *a = &t->entries[k - 1], *b = &t->entries[k];
+        if (path_cmp(t->names + a->name_off, a->name_len, t->names + b->name_off, b->name_len) >= 0)
+            return 0;
+    }
+    return 1;
+}
 
 static int push(Task **list, size_t *len, size_t *cap, const char *path, size_t n) {
     if (*len == *cap) {
@@ -1568,6 +1598,23 @@ static void scan_one(Scan *sc, Task task, Task **found, size_t *nfound, size_t *
         return;
     }
     char child[PATH_BYTES];
+    /* In a sorted Table the paths below this directory are one run, [lo, hi): a name is
+     * looked up there, among entries that are near each other in memory, instead of through
+     * the hash slots, whose every probe is a cache miss (a third of this scan's time at
+     * 200,000 files). */
+    Py_ssize_t lo = 0, hi = sc->t->n;
+    if (sc->sorted && task.len) {
+        if (task.len + 1 >= sizeof child) {
+            *failed = ENAMETOOLONG;
+            closedir(d);
+            return;
+        }
+        memcpy(child, task.path, task.len);
+        child[task.len] = '/';
+        lo = table_lower(sc->t, 0, hi, child, task.len + 1);
+        child[task.len] = '/' + 1; /* just past every path that starts "dir/" */
+        hi = table_lower(sc->t, lo, hi, child, task.len + 1);
+    }
     for (;;) {
         errno = 0;
         struct dirent *e = readdir(d);
@@ -1586,13 +1633,31 @@ static void scan_one(Scan *sc, Task task, Task **found, size_t *nfound, size_t *
         memcpy(child, task.path, task.len);
         if (task.len) child[task.len] = '/';
         memcpy(child + at, n, n_len);
-        if (dirset_has(sc->dirs, child, at + n_len)) { /* tracked directories first, as above */
+        size_t c_len = at + n_len;
+        int tracked_dir, tracked;
+        if (sc->sorted && c_len + 1 < sizeof child) {
+            /* A tracked directory: some path below it, "child/...", in the run; a tracked
+             * file: the path itself. */
+            child[c_len] = '/';
+            Py_ssize_t k = table_lower(sc->t, lo, hi, child, c_len + 1);
+            const TEntry *x = k < hi ? &sc->t->entries[k] : NULL;
+            tracked_dir = x != NULL && x->name_len > c_len + 1 &&
+                          memcmp(sc->t->names + x->name_off, child, c_len + 1) == 0;
+            k = table_lower(sc->t, lo, k, child, c_len);
+            x = k < hi ? &sc->t->entries[k] : NULL;
+            tracked = x != NULL && path_cmp(sc->t->names + x->name_off, x->name_len, child,
+                                            c_len) == 0;
+        } else {
+            tracked_dir = dirset_has(sc->dirs, child, c_len);
+            tracked = !tracked_dir && table_find(sc->t, child, c_len) >= 0;
+        }
+        if (tracked_dir) { /* tracked directories first, as above */
             if ((e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) &&
-                push(found, nfound, found_cap, child, at + n_len) < 0)
+                push(found, nfound, found_cap, child, c_len) < 0)
                 *failed = ENOMEM;
             continue;
         }
-        if (table_find(sc->t, child, at + n_len) >= 0) continue;
+        if (tracked) continue;
         *holds = 1;
     }
     closedir(d);
@@ -1665,7 +1730,9 @@ static PyObject *table_dirs_holding_others(PyObject *self, PyObject *args) {
     while (sc.root_len > 1 && sc.root[sc.root_len - 1] == '/') sc.root_len--;
     sc.queue_cap = 256;
     sc.queue = malloc(sc.queue_cap * sizeof *sc.queue);
-    int built = sc.queue != NULL && dirset_build(&dirs, sc.t) == 0;
+    sc.sorted = table_sorted(sc.t);
+    /* The directory set serves an unsorted Table only (see scan_one). */
+    int built = sc.queue != NULL && (sc.sorted || dirset_build(&dirs, sc.t) == 0);
     if (!built || push(&sc.queue, &sc.queued, &sc.queue_cap, "", 0) < 0) {
         PyErr_NoMemory();
         goto done;

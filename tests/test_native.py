@@ -672,6 +672,35 @@ def test_a_name_both_tracked_and_a_tracked_directory_is_entered(tmp_path: Path) 
 
 
 @native
+@pytest.mark.parametrize("order", ["sorted", "reversed"])
+def test_a_sorted_table_is_searched_by_runs_and_any_other_by_hash(
+    tmp_path: Path, order: str
+) -> None:
+    """An index file keeps its paths in byte order, and the threaded scan looks each listed
+    name up in its directory's run of them; a crafted index out of order takes the hash
+    look-up.  Names that sort between a directory's own name and its contents ("a-b" and
+    "a.c" come before "a/") must confuse neither."""
+    tracked = ["a-b", "a.c", "a/b", "a/c/d", "a0", "ab/x", "z"]
+    root = tmp_path / "r"
+    for p in tracked:
+        write(root, p, p)
+    write(root, "a/c/untracked", "u\n")
+    write(root, "ab/y", "u\n")
+    (root / "a" / "e").mkdir()  # an empty untracked directory: git clean removes it too
+    write(root, "a-b.new", "u\n")
+    paths = sorted(tracked) if order == "sorted" else sorted(tracked, reverse=True)
+    parsed = index_stat._parse_native(_index_bytes(paths))
+    assert parsed is not None and accel.native is not None
+    expected = accel.native.dirs_holding_others(
+        str(root), dict.fromkeys(tracked, 1), tree_dirs(tracked)
+    )
+    assert sorted(expected) == ["", "a", "a/c", "ab"]
+    for threads in (1, 2):
+        found = accel.native.table_dirs_holding_others(str(root), parsed[0], threads)
+        assert sorted(found) == sorted(expected), threads
+
+
+@native
 def test_running_out_of_file_descriptors_falls_back_to_the_python_listing(
     tmp_path: Path,
 ) -> None:
