@@ -128,9 +128,7 @@ class _Store:
         if data is None:  # large, or grown past the bound since it was looked at
             with durable():
                 return self.repo.create_blob_fromdisk(os.path.join(self.tree.root, path))
-        if self._may_convert(path):
-            data = to_odb(self.repo, path, data)
-        return pygit2.Oid(raw=self.pack.add(packfile.BLOB, data))
+        return self.blob(to_odb(self.repo, path, data) if self._may_convert(path) else data)
 
     def blob(self, data: bytes) -> pygit2.Oid:
         return pygit2.Oid(raw=self.pack.add(packfile.BLOB, data))

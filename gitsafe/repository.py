@@ -137,10 +137,7 @@ def _attribute_refusals(
         blob = co.repo[target[path][1]]
         if isinstance(blob, pygit2.Blob):
             sources.append(blob.data)
-    for extra in (os.path.join(co.commondir, "info", "attributes"), _attributes_file(co.repo)):
-        if extra and os.path.isfile(extra):
-            with open(extra, "rb") as f:
-                sources.append(f.read())
+    sources.extend(_read_attribute_files(co.repo, co.commondir))
     text = b"\n".join(sources)
     if b"filter" not in text and b"working-tree-encoding" not in text:
         return []
@@ -176,6 +173,22 @@ def attribute_files(files: Mapping[str, tuple[int, pygit2.Oid]]) -> list[str]:
 def _first(items: list[str], n: int = 5) -> str:
     shown = ", ".join(items[:n])
     return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _read_attribute_files(
+    repo: pygit2.Repository, commondir: str, system: bool = False
+) -> list[bytes]:
+    """The attributes files outside the work tree that exist: ``info/attributes``,
+    ``core.attributesFile`` (or its XDG default) and, with ``system``, ``/etc/gitattributes``."""
+    paths = [os.path.join(commondir, "info", "attributes"), _attributes_file(repo)]
+    if system:
+        paths.append("/etc/gitattributes")
+    found = []
+    for path in paths:
+        if path and os.path.isfile(path):
+            with open(path, "rb") as f:
+                found.append(f.read())
+    return found
 
 
 def _attributes_file(repo: pygit2.Repository) -> str | None:
@@ -249,17 +262,11 @@ def conversion_configured(repo: pygit2.Repository, commondir: str) -> bool:
             continue
         if value not in ("false", "lf", "native", ""):
             return True
-    sources = [
-        os.path.join(commondir, "info", "attributes"),
-        _attributes_file(repo),
-        "/etc/gitattributes",
-    ]
-    for path in sources:
-        if path and os.path.isfile(path):
-            with open(path, "rb") as f:
-                if any(a in f.read() for a in _CONVERSION_ATTRIBUTES):
-                    return True
-    return False
+    return any(
+        a in text
+        for text in _read_attribute_files(repo, commondir, system=True)
+        for a in _CONVERSION_ATTRIBUTES
+    )
 
 
 def may_convert(co: Checkout, target: Mapping[str, tuple[int, pygit2.Oid]]) -> bool:
