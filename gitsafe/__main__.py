@@ -5,10 +5,15 @@ CLI costs about 140 ms to start, the answer alone about 30 ms (docs/performance.
 ``pull`` and ``doctor`` start reading the work tree here too, before those imports
 (gitsafe/prescan.py), and their plain command lines run without typer at all
 (gitsafe/quickargs.py).
+
+The command line runs with the cyclic garbage collector off, and frozen at exit (see
+:func:`_collector_off`).
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 
 
@@ -18,6 +23,7 @@ def main() -> None:
 
         sys.stdout.write(version_line() + "\n")
         return
+    _collector_off()
     from gitsafe import quickargs
 
     quick = quickargs.parse(sys.argv[1:])
@@ -36,6 +42,22 @@ def main() -> None:
     from gitsafe.cli import main as cli_main
 
     cli_main()
+
+
+def _collector_off() -> None:
+    """Spare a run the cyclic collector's passes, which find nothing to free in it.
+
+    A run's objects are the imported modules and the plan, and they live until it ends; none
+    of them hold a cycle that outlives its step.  Yet the collector walks them: during the imports,
+    and once more when the interpreter exits, whether or not it is enabled.  That cost 20 ms of
+    a 150 ms no-op pull at 50,000 files.  With the collector off, the peak memory of a run at
+    200,000 files is unchanged (docs/performance.md, "Startup").  ``gc.freeze`` at exit moves
+    every object out of the collector's sight, so the final collection has nothing to walk;
+    the objects are still released one by one, and files still closed.  The Python API leaves
+    the collector alone: its caller owns the process.
+    """
+    gc.disable()
+    atexit.register(gc.freeze)  # registered first, so it runs after every other exit handler
 
 
 def _pull_or_doctor(args: list[str]) -> tuple[str, str] | None:
