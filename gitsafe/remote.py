@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 import pygit2
 
-from gitsafe import transport
-from gitsafe.credentials import CredentialConfig
 from gitsafe.errors import FetchFailed, UsageError
 from gitsafe.report import redact_url
-from gitsafe.transport import FetchInfo, FetchOptions, default_known_hosts, git_config_subset
 
+# The transport (and the credentials and ctypes it loads, about 7 ms of imports) is imported by
+# the functions that fetch: a doctor that does not fetch never needs it.
 if TYPE_CHECKING:
     from gitsafe.settings import Network
+    from gitsafe.transport import FetchInfo, FetchOptions
 
 
 @dataclass(frozen=True)
@@ -124,14 +124,17 @@ def fetch(
 
     ``info`` (the report's ``fetch`` object) is filled even when the fetch fails.
     """
+    from gitsafe import transport
+    from gitsafe.credentials import CredentialConfig
+
     if options is None:
-        options = FetchOptions(
-            known_hosts=default_known_hosts(os.environ),
+        options = transport.FetchOptions(
+            known_hosts=transport.default_known_hosts(os.environ),
             credentials=CredentialConfig(os.environ, os.path.expanduser("~")),
         )
-    info = info if info is not None else FetchInfo()
+    info = info if info is not None else transport.FetchInfo()
     if not options.config:
-        options.config = git_config_subset(repo, source.remote)
+        options.config = transport.git_config_subset(repo, source.remote)
     url = source.url or ""
     fetch_head = os.path.join(repo.path, "FETCH_HEAD")
     guard = contextlib.nullcontext() if keep_fetch_head else _preserved(fetch_head)
@@ -168,6 +171,9 @@ def fetch_options(
     checkpoint: Callable[[], None] = lambda: None,
 ) -> FetchOptions:
     """The fetch's options from resolved settings; secrets stay in ``env``."""
+    from gitsafe.credentials import CredentialConfig
+    from gitsafe.transport import FetchOptions, git_config_subset
+
     env = os.environ if env is None else env
     home = env.get("HOME") or os.path.expanduser("~")
     known_hosts = network.known_hosts.value

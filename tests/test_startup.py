@@ -1,0 +1,66 @@
+"""What a command-line run loads and how it treats the interpreter (docs/performance.md,
+"Startup"): each path imports what it uses, and the cyclic collector is off for the command
+line only, never for a program that calls the Python API."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = (
+    "import gc, sys\n"
+    "from gitsafe.__main__ import main\n"
+    "try:\n"
+    "    main()\n"
+    "finally:\n"
+    "    loaded = sorted(m for m in ('gitsafe.transport', 'gitsafe.credentials', 'ctypes')\n"
+    "                    if m in sys.modules)\n"
+    "    sys.stderr.write('PROBE ' + repr((loaded, gc.isenabled())) + '\\n')\n"
+)
+
+
+def _probe(args: list[str], cwd: Path) -> tuple[int, list[str], bool]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+    line = proc.stderr.rsplit("PROBE ", 1)[-1]
+    loaded, enabled = ast.literal_eval(line)
+    return proc.returncode, loaded, enabled
+
+
+def test_a_doctor_that_does_not_fetch_never_loads_the_transport(deploy: Path) -> None:
+    assert _probe(["doctor", "-e", "deploy-hook.log"], deploy) == (0, [], False)
+    code, loaded, _ = _probe(["doctor", "--fetch"], deploy)
+    assert code == 0 and loaded == ["ctypes", "gitsafe.credentials", "gitsafe.transport"]
+
+
+def test_a_pull_loads_the_transport_and_runs_without_the_collector(deploy: Path) -> None:
+    code, loaded, enabled = _probe(["pull", "origin", "main"], deploy)
+    assert code == 0 and "gitsafe.transport" in loaded and not enabled
+    # typer's reading of a line goes through the same entry point
+    code, loaded, enabled = _probe(["pull", "origin", "main", "--"], deploy)
+    assert code == 0 and "gitsafe.transport" in loaded and not enabled
+
+
+def test_the_python_api_leaves_the_collector_alone(deploy: Path) -> None:
+    code = (
+        "import gc, json, sys, gitsafe\n"
+        "report = gitsafe.pull(sys.argv[1], 'origin', 'main')\n"
+        "print(json.dumps([report.exit_code, gc.isenabled()]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(deploy)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(proc.stdout) == [0, True]
