@@ -1,6 +1,7 @@
 /* gitsafe._native: the loops that touch every tracked path, in C: the index parser, the stat
  * pass (which hashes the files it finds touched), the facts about the index's paths, the
- * untracked pre-scan, and the stat data patched into a copy of the index file.
+ * untracked pre-scan, and the stat data patched into a copy of the index file; prescan makes
+ * the first three one call, without the GIL throughout.
  *
  * gitsafe/index_stat.py and gitsafe/plan.py hold the reference implementations in Python and
  * use them whenever this module is not built; tests/test_native.py holds the two to the same
@@ -382,23 +383,64 @@ PyDoc_STRVAR(parse_index_doc,
              "index_stat._parse in C: the stage-0 entries come as a Table (a read-only mapping\n"
              "equal to _parse's dict), staged ones as (path, mode, oid, stage, stat).");
 
-static PyObject *parse_index(PyObject *self, PyObject *arg) {
-    (void)self;
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    const unsigned char *data = view.buf;
-    Py_ssize_t len = view.len;
-    TableObject *table = table_new();
-    PyObject *staged = PyList_New(0), *skip = PyList_New(0);
-    PyObject *result = NULL;
+/* What of an index's entries needs Python objects (a conflict stage's entry, a skip-worktree
+ * path): noted while parse_entries runs without the GIL, made into objects after, in file
+ * order. */
+typedef struct {
+    Py_ssize_t start; /* the entry's record in the file */
+    size_t name_off, name_len; /* its path, in names */
+    unsigned flags, extended;
+} Special;
+
+typedef struct {
+    Special *list;
+    size_t n, cap;
+    char *names;
+    size_t names_len, names_cap;
+} Specials;
+
+static void specials_free(Specials *sp) {
+    free(sp->list);
+    free(sp->names);
+}
+
+/* 0, or -1 when out of memory. */
+static int specials_add(Specials *sp, Py_ssize_t start, const char *name, size_t n,
+                        unsigned flags, unsigned extended) {
+    if (sp->n == sp->cap) {
+        size_t cap = sp->cap ? sp->cap * 2 : 16;
+        Special *grown = realloc(sp->list, cap * sizeof *grown);
+        if (grown == NULL) return -1;
+        sp->list = grown;
+        sp->cap = cap;
+    }
+    if (sp->names == NULL || sp->names_len + n > sp->names_cap) {
+        size_t cap = (sp->names_cap + n) * 2 + 64;
+        char *grown = realloc(sp->names, cap);
+        if (grown == NULL) return -1;
+        sp->names = grown;
+        sp->names_cap = cap;
+    }
+    memcpy(sp->names + sp->names_len, name, n);
+    sp->list[sp->n++] = (Special){start, sp->names_len, n, flags, extended};
+    sp->names_len += n;
+    return 0;
+}
+
+/* index_stat._parse's loop without Python objects: the stage-0 entries into table (its
+ * arrays allocated here, for every entry of the file), what needs objects into sp.  1 parsed
+ * (*end: where the entries end), 0 malformed, -1 out of memory.  No Python API: it runs
+ * without the GIL. */
+static int parse_entries(const unsigned char *data, Py_ssize_t len, TableObject *table,
+                         Specials *sp, int *marked, Py_ssize_t *end) {
+    int rc = 0;
     char *previous = NULL, *name = NULL;
     Py_ssize_t previous_len = 0, name_cap = 0;
-    int marked = 0;
-    if (table == NULL || staged == NULL || skip == NULL) goto done;
-    if (len < 12 || memcmp(data, "DIRC", 4) != 0) goto done;
+    *marked = 0;
+    if (len < 12 || memcmp(data, "DIRC", 4) != 0) return 0;
     uint32_t version = be32(data + 4), count = be32(data + 8);
-    if (version < 2 || version > 4) goto done;
-    if ((size_t)count > (size_t)len / ON_DISK) goto done; /* more entries than bytes for them */
+    if (version < 2 || version > 4) return 0;
+    if ((size_t)count > (size_t)len / ON_DISK) return 0; /* more entries than bytes for them */
     /* Room for every entry and name up front (the names fit in the file itself), and a hash
      * table at most half full: no regrowth while parsing. */
     {
@@ -407,10 +449,7 @@ static PyObject *parse_index(PyObject *self, PyObject *arg) {
         table->entries = malloc(((size_t)count + 1) * sizeof *table->entries);
         table->names = malloc((size_t)len);
         table->slots = calloc(slots, sizeof *table->slots);
-        if (table->entries == NULL || table->names == NULL || table->slots == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
+        if (table->entries == NULL || table->names == NULL || table->slots == NULL) return -1;
         table->nslots = slots;
         table->names_cap = (size_t)len;
     }
@@ -432,64 +471,112 @@ static PyObject *parse_index(PyObject *self, PyObject *arg) {
         if (version == 4) {
             long long strip = varint(data, len, &pos);
             if (strip < 0 || strip > previous_len) goto done;
-            const unsigned char *end = memchr(data + pos, 0, (size_t)(len - pos));
-            if (end == NULL) goto done;
-            Py_ssize_t suffix = end - (data + pos);
+            const unsigned char *stop = memchr(data + pos, 0, (size_t)(len - pos));
+            if (stop == NULL) goto done;
+            Py_ssize_t suffix = stop - (data + pos);
             name_len = previous_len - (Py_ssize_t)strip + suffix;
             if (name_len + 1 > name_cap) {
                 name_cap = (name_len + 1) * 2;
                 char *grown = realloc(name, (size_t)name_cap);
                 char *grown_prev = realloc(previous, (size_t)name_cap);
+                if (grown) name = grown;
+                if (grown_prev) previous = grown_prev;
                 if (grown == NULL || grown_prev == NULL) {
-                    if (grown) name = grown;
-                    if (grown_prev) previous = grown_prev;
-                    PyErr_NoMemory();
+                    rc = -1;
                     goto done;
                 }
-                name = grown;
-                previous = grown_prev;
             }
             memcpy(name + (previous_len - strip), data + pos, (size_t)suffix);
             if (previous_len - strip) memcpy(name, previous, (size_t)(previous_len - strip));
-            pos = (end - data) + 1;
+            pos = (stop - data) + 1;
             memcpy(previous, name, (size_t)name_len);
             previous_len = name_len;
             tail = name;
         } else {
             if (pos > len) goto done;
-            const unsigned char *end = memchr(data + pos, 0, (size_t)(len - pos));
-            if (end == NULL) goto done;
-            name_len = end - (data + pos);
+            const unsigned char *stop = memchr(data + pos, 0, (size_t)(len - pos));
+            if (stop == NULL) goto done;
+            name_len = stop - (data + pos);
             tail = (const char *)data + pos;
-            pos = start + (((end - data) - start + 8) & ~(Py_ssize_t)7);
+            pos = start + (((stop - data) - start + 8) & ~(Py_ssize_t)7);
         }
-        if (flags & ASSUME_VALID) marked = 1;
-        if (extended & INTENT_TO_ADD) marked = 1;
-        if (!(flags & STAGE_MASK)) {
-            /* The path must decode as the Python parser decodes it (it always does with
-             * surrogateescape; a failure hands the file to libgit2 there too). */
-            if (table_add(table, e, start, tail, (size_t)name_len) < 0) {
-                PyErr_NoMemory();
-                goto done;
-            }
+        if (flags & ASSUME_VALID) *marked = 1;
+        if (extended & INTENT_TO_ADD) *marked = 1;
+        int staged = (flags & STAGE_MASK) != 0;
+        if (!staged && table_add(table, e, start, tail, (size_t)name_len) < 0) {
+            rc = -1;
+            goto done;
         }
-        if (((flags & STAGE_MASK) ? staged_entry(staged, skip, e, tail, name_len, flags, extended)
-                                  : skip_entry(skip, tail, name_len, extended)) < 0) {
-            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
-                PyErr_Clear(); /* as the Python parser: hand the file to libgit2 (None) */
+        if ((staged || (extended & SKIP_WORKTREE)) &&
+            specials_add(sp, start, tail, (size_t)name_len, flags, extended) < 0) {
+            rc = -1;
             goto done;
         }
     }
-    result = Py_BuildValue("(OOOOn)", (PyObject *)table, staged, skip,
-                           marked ? Py_True : Py_False, pos);
+    *end = pos;
+    rc = 1;
 done:
-    PyBuffer_Release(&view);
     free(previous);
     free(name);
-    Py_XDECREF(table);
+    return rc;
+}
+
+/* The staged entries and skip-worktree paths noted in sp, appended as parse_index returns
+ * them; 0, or -1 with a Python error set. */
+static int specials_python(const Specials *sp, const unsigned char *data, PyObject *staged,
+                           PyObject *skip) {
+    for (size_t i = 0; i < sp->n; i++) {
+        const Special *x = &sp->list[i];
+        const char *name = sp->names + x->name_off;
+        Py_ssize_t n = (Py_ssize_t)x->name_len;
+        int rc = (x->flags & STAGE_MASK) ? staged_entry(staged, skip, data + x->start, name, n,
+                                                        x->flags, x->extended)
+                                         : skip_entry(skip, name, n, x->extended);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* parse_index's answer once parse_entries gave rc: a new reference (None for a malformed
+ * file, or a path that does not decode, as the Python parser hands it to libgit2), or NULL
+ * with an error set. */
+static PyObject *parsed_answer(int rc, const unsigned char *data, TableObject *table,
+                               const Specials *sp, int marked, Py_ssize_t end) {
+    if (rc < 0) return PyErr_NoMemory();
+    if (rc == 0) Py_RETURN_NONE;
+    PyObject *staged = PyList_New(0), *skip = PyList_New(0), *result = NULL;
+    if (staged != NULL && skip != NULL) {
+        if (specials_python(sp, data, staged, skip) == 0)
+            result = Py_BuildValue("(OOOOn)", (PyObject *)table, staged, skip,
+                                   marked ? Py_True : Py_False, end);
+        else if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            result = Py_NewRef(Py_None);
+        }
+    }
     Py_XDECREF(staged);
     Py_XDECREF(skip);
-    if (result == NULL && !PyErr_Occurred()) Py_RETURN_NONE; /* malformed: not an error */
+    return result;
+}
+
+static PyObject *parse_index(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    TableObject *table = table_new();
+    PyObject *result = NULL;
+    if (table != NULL) {
+        Specials sp = {0};
+        int marked = 0, rc;
+        Py_ssize_t end = 0;
+        Py_BEGIN_ALLOW_THREADS;
+        rc = parse_entries(view.buf, view.len, table, &sp, &marked, &end);
+        Py_END_ALLOW_THREADS;
+        result = parsed_answer(rc, view.buf, table, &sp, marked, end);
+        specials_free(&sp);
+        Py_DECREF(table);
+    }
+    PyBuffer_Release(&view);
     return result;
 }
 
@@ -721,6 +808,150 @@ static int as_key(PyObject *tuple, long long key[6]) {
     return 0;
 }
 
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+typedef EVP_MD Sha1;
+/* One explicit fetch: EVP_sha1() in each digest would fetch it again, under a lock the
+ * threads share. */
+static Sha1 *sha1_get(void) { return EVP_MD_fetch(NULL, "SHA1", NULL); }
+static void sha1_put(Sha1 *md) { EVP_MD_free(md); }
+#else
+typedef const EVP_MD Sha1;
+static Sha1 *sha1_get(void) { return EVP_sha1(); }
+static void sha1_put(Sha1 *md) { (void)md; }
+#endif
+
+/* The stat pass proper: each of count items gets its result, in up to threads threads.  0
+ * when the top cannot be opened as a real directory (TreeView.is_dir("")): then none has one.
+ * No Python API: it runs without the GIL. */
+static int stat_items(const char *root, Item *items, Py_ssize_t count, long long index_mtime_ns,
+                      int filemode, const EVP_MD *sha1, int threads) {
+    if (threads < 1) threads = 1;
+    if (threads > 16) threads = 16;
+    /* git's preload_index rule of thumb: a thread is worth it for a few hundred entries. */
+    if ((Py_ssize_t)threads > count / 500 + 1) threads = (int)(count / 500 + 1);
+    Chunk chunks[16];
+    pthread_t tids[16];
+    int started[16] = {0};
+    int root_fd = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (root_fd < 0) return 0;
+    for (int t = 0; t < threads; t++) {
+        chunks[t] = (Chunk){items, count * t / threads, count * (t + 1) / threads, root_fd,
+                            index_mtime_ns, filemode, sha1};
+        started[t] = t > 0 && pthread_create(&tids[t], NULL, scan_chunk, &chunks[t]) == 0;
+    }
+    for (int t = 0; t < threads; t++)
+        if (!started[t]) scan_chunk(&chunks[t]); /* this thread's share, or a failed one */
+    for (int t = 1; t < threads; t++)
+        if (started[t]) pthread_join(tids[t], NULL);
+    close(root_fd);
+    return 1;
+}
+
+/* The items of a Table's entries that stat data may vouch for, and their count; the others
+ * (those in_near marks, if given, and gitlinks) as entry indices, in table order.  No Python
+ * API. */
+static Py_ssize_t table_stat_items(const TableObject *t, const char *in_near, Item *items,
+                                   Py_ssize_t *others, Py_ssize_t *nothers) {
+    Py_ssize_t count = 0;
+    *nothers = 0;
+    for (Py_ssize_t k = 0; k < t->n; k++) {
+        const TEntry *e = &t->entries[k];
+        if ((in_near != NULL && in_near[k]) || e->mode == MODE_GITLINK) {
+            others[(*nothers)++] = k;
+            continue;
+        }
+        Item *it = &items[count++];
+        it->entry = k;
+        it->name = t->names + e->name_off;
+        it->name_len = e->name_len;
+        it->mode = e->mode;
+        it->oid = e->oid;
+        memcpy(it->key, e->key, sizeof it->key);
+    }
+    return count;
+}
+
+static int append_entry_path(PyObject *list, const TableObject *t, Py_ssize_t k) {
+    PyObject *p = entry_path(t, &t->entries[k]);
+    int rc = p == NULL ? -1 : PyList_Append(list, p);
+    Py_XDECREF(p);
+    return rc;
+}
+
+/* stat_pass's answer for a Table, (rest, touched records): the others first, then the items
+ * the stat data could not vouch for (all of them unless root_ok). */
+static PyObject *table_stat_answer(const TableObject *t, const Py_ssize_t *others,
+                                   Py_ssize_t nothers, const Item *items, Py_ssize_t count,
+                                   int root_ok) {
+    PyObject *rest = PyList_New(0), *touched = NULL, *result = NULL;
+    unsigned char *records = malloc((size_t)(count ? count : 1) * RECORD);
+    Py_ssize_t nrecords = 0;
+    if (rest == NULL) goto done;
+    if (records == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < nothers; i++)
+        if (append_entry_path(rest, t, others[i]) < 0) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const Item *it = &items[i];
+        int res = root_ok ? it->result : REST;
+        if (res == CLEAN) continue;
+        if (res == TOUCHED) {
+            uint32_t k = (uint32_t)it->entry;
+            memcpy(records + nrecords * RECORD, &k, 4);
+            memcpy(records + nrecords * RECORD + 4, it->packed, 40);
+            nrecords++;
+        } else if (append_entry_path(rest, t, it->entry) < 0)
+            goto done;
+    }
+    touched = PyBytes_FromStringAndSize((const char *)records, nrecords * RECORD);
+    if (touched != NULL) result = PyTuple_Pack(2, rest, touched);
+done:
+    free(records);
+    Py_XDECREF(rest);
+    Py_XDECREF(touched);
+    return result;
+}
+
+static PyObject *table_stat_pass(TableObject *t, PyObject *near, const char *root,
+                                 long long index_mtime_ns, int filemode, int threads) {
+    size_t n = (size_t)(t->n ? t->n : 1);
+    Item *items = calloc(n, sizeof(Item));
+    Py_ssize_t *others = malloc(n * sizeof *others), count, nothers;
+    char *in_near = calloc(n, 1);
+    PyObject *result = NULL;
+    if (items == NULL || others == NULL || in_near == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (near != Py_None) {
+        PyObject *it = PyObject_GetIter(near), *path;
+        if (it == NULL) goto done;
+        while ((path = PyIter_Next(it)) != NULL) {
+            Py_ssize_t k = table_lookup(t, path);
+            Py_DECREF(path);
+            if (k >= 0) in_near[k] = 1;
+            if (PyErr_Occurred()) break;
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred()) goto done;
+    }
+    count = table_stat_items(t, in_near, items, others, &nothers);
+    Sha1 *sha1 = sha1_get();
+    int root_ok;
+    Py_BEGIN_ALLOW_THREADS;
+    root_ok = stat_items(root, items, count, index_mtime_ns, filemode, sha1, threads);
+    Py_END_ALLOW_THREADS;
+    sha1_put(sha1);
+    result = table_stat_answer(t, others, nothers, items, count, root_ok);
+done:
+    free(items);
+    free(others);
+    free(in_near);
+    return result;
+}
+
 static PyObject *stat_pass(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *entries, *near, *root_obj;
@@ -729,166 +960,82 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOO&Lpi", &entries, &near, PyUnicode_FSConverter, &root_obj,
                           &index_mtime_ns, &filemode, &threads))
         return NULL;
-    int is_table = PyObject_TypeCheck(entries, &TableType);
-    if (!is_table && !PyDict_Check(entries)) {
+    if (PyObject_TypeCheck(entries, &TableType)) {
+        PyObject *answer = table_stat_pass((TableObject *)entries, near,
+                                           PyBytes_AS_STRING(root_obj), index_mtime_ns,
+                                           filemode, threads);
+        Py_DECREF(root_obj);
+        return answer;
+    }
+    if (!PyDict_Check(entries)) {
         Py_DECREF(root_obj);
         PyErr_SetString(PyExc_TypeError, "entries must be a dict or a Table");
         return NULL;
     }
-    TableObject *table = is_table ? (TableObject *)entries : NULL;
-    Py_ssize_t n = is_table ? table->n : PyDict_GET_SIZE(entries), count = 0, pos = 0;
+    Py_ssize_t n = PyDict_GET_SIZE(entries), count = 0, pos = 0;
     PyObject *rest = PyList_New(0), *touched = PyList_New(0), *result = NULL;
-    unsigned char *records = NULL; /* a Table's touched files */
-    Py_ssize_t nrecords = 0;
     Item *items = PyMem_Calloc((size_t)(n ? n : 1), sizeof(Item));
-    char *in_near = is_table ? calloc((size_t)(n ? n : 1), 1) : NULL;
     PyObject *path, *value;
-    if (rest == NULL || touched == NULL || items == NULL || (is_table && in_near == NULL)) {
+    if (rest == NULL || touched == NULL || items == NULL) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         goto done;
     }
-    if (is_table) {
-        if (near != Py_None) {
-            PyObject *it = PyObject_GetIter(near);
-            if (it == NULL) goto done;
-            while ((path = PyIter_Next(it)) != NULL) {
-                Py_ssize_t k = table_lookup(table, path);
-                Py_DECREF(path);
-                if (k >= 0) in_near[k] = 1;
-                if (PyErr_Occurred()) break;
-            }
-            Py_DECREF(it);
-            if (PyErr_Occurred()) goto done;
+    while (PyDict_Next(entries, &pos, &path, &value)) {
+        if (!PyTuple_Check(value) || PyTuple_GET_SIZE(value) != 3) {
+            PyErr_SetString(PyExc_TypeError, "entries values must be (mode, oid, key)");
+            goto done;
         }
-        for (Py_ssize_t k = 0; k < table->n; k++) {
-            const TEntry *e = &table->entries[k];
-            if (in_near[k] || e->mode == MODE_GITLINK) {
-                PyObject *p = entry_path(table, e);
-                if (p == NULL || PyList_Append(rest, p) < 0) {
-                    Py_XDECREF(p);
-                    goto done;
-                }
-                Py_DECREF(p);
-                continue;
-            }
-            Item *it = &items[count++];
-            it->entry = k;
-            it->name = table->names + e->name_off;
-            it->name_len = e->name_len;
-            it->mode = e->mode;
-            it->oid = e->oid;
-            memcpy(it->key, e->key, sizeof it->key);
+        unsigned long mode = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(value, 0));
+        if (mode == (unsigned long)-1 && PyErr_Occurred()) goto done;
+        int near_path = near == Py_None ? 0 : PySequence_Contains(near, path);
+        if (near_path < 0) goto done;
+        if (near_path || mode == MODE_GITLINK) {
+            if (PyList_Append(rest, path) < 0) goto done;
+            continue;
         }
-    } else {
-        while (PyDict_Next(entries, &pos, &path, &value)) {
-            if (!PyTuple_Check(value) || PyTuple_GET_SIZE(value) != 3) {
-                PyErr_SetString(PyExc_TypeError, "entries values must be (mode, oid, key)");
-                goto done;
-            }
-            unsigned long mode = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(value, 0));
-            if (mode == (unsigned long)-1 && PyErr_Occurred()) goto done;
-            int near_path = near == Py_None ? 0 : PySequence_Contains(near, path);
-            if (near_path < 0) goto done;
-            if (near_path || mode == MODE_GITLINK) {
-                if (PyList_Append(rest, path) < 0) goto done;
-                continue;
-            }
-            Item *it = &items[count];
-            if (as_key(PyTuple_GET_ITEM(value, 2), it->key) < 0) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_TypeError, "an entry's key must be six integers");
-                goto done;
-            }
-            it->owned = PyUnicode_EncodeFSDefault(path);
-            if (it->owned == NULL) goto done;
-            it->name = PyBytes_AS_STRING(it->owned);
-            it->name_len = PyBytes_GET_SIZE(it->owned);
-            it->path = Py_NewRef(path);
-            it->mode = (uint32_t)mode;
-            count++;
+        Item *it = &items[count];
+        if (as_key(PyTuple_GET_ITEM(value, 2), it->key) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "an entry's key must be six integers");
+            goto done;
         }
+        it->owned = PyUnicode_EncodeFSDefault(path);
+        if (it->owned == NULL) goto done;
+        it->name = PyBytes_AS_STRING(it->owned);
+        it->name_len = PyBytes_GET_SIZE(it->owned);
+        it->path = Py_NewRef(path);
+        it->mode = (uint32_t)mode;
+        count++;
     }
-    if (threads < 1) threads = 1;
-    if (threads > 16) threads = 16;
-    /* git's preload_index rule of thumb: a thread is worth it for a few hundred entries. */
-    if ((Py_ssize_t)threads > count / 500 + 1) threads = (int)(count / 500 + 1);
-    Chunk chunks[16];
-    pthread_t tids[16];
-    int started[16] = {0};
-    int root_fd;
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-    /* One explicit fetch: EVP_sha1() in each digest would fetch it again, under a lock the
-     * threads share. */
-    EVP_MD *sha1 = is_table ? EVP_MD_fetch(NULL, "SHA1", NULL) : NULL;
-#else
-    const EVP_MD *sha1 = is_table ? EVP_sha1() : NULL;
-#endif
+    int root_ok;
     Py_BEGIN_ALLOW_THREADS;
-    /* The top itself must be a real directory too (TreeView.is_dir("")). */
-    root_fd = open(PyBytes_AS_STRING(root_obj), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (root_fd >= 0) {
-        for (int t = 0; t < threads; t++) {
-            chunks[t] = (Chunk){items, count * t / threads, count * (t + 1) / threads, root_fd,
-                                index_mtime_ns, filemode, sha1};
-            started[t] = t > 0 && pthread_create(&tids[t], NULL, scan_chunk, &chunks[t]) == 0;
-        }
-        for (int t = 0; t < threads; t++)
-            if (!started[t]) scan_chunk(&chunks[t]); /* this thread's share, or a failed one */
-        for (int t = 1; t < threads; t++)
-            if (started[t]) pthread_join(tids[t], NULL);
-        close(root_fd);
-    }
+    root_ok = stat_items(PyBytes_AS_STRING(root_obj), items, count, index_mtime_ns, filemode,
+                         NULL, threads);
     Py_END_ALLOW_THREADS;
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-    EVP_MD_free(sha1);
-#endif
-    int root_ok = root_fd >= 0;
-    if (is_table && (records = malloc((size_t)(count ? count : 1) * RECORD)) == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
     for (Py_ssize_t i = 0; i < count; i++) {
         Item *it = &items[i];
         int res = root_ok ? it->result : REST;
         if (res == CLEAN) continue;
-        if (is_table && res == TOUCHED) {
-            uint32_t k = (uint32_t)it->entry;
-            memcpy(records + nrecords * RECORD, &k, 4);
-            memcpy(records + nrecords * RECORD + 4, it->packed, 40);
-            nrecords++;
+        if (res == REST) {
+            if (PyList_Append(rest, it->path) < 0) goto done;
             continue;
         }
-        PyObject *p = is_table ? entry_path(table, &table->entries[it->entry])
-                               : Py_NewRef(it->path);
-        if (p == NULL) goto done;
-        if (res == REST) {
-            int bad = PyList_Append(rest, p) < 0;
-            Py_DECREF(p);
-            if (bad) goto done;
-        } else {
-            PyObject *pair = Py_BuildValue("(Ny#)", p, (const char *)it->packed,
-                                           (Py_ssize_t)sizeof it->packed);
-            if (pair == NULL || PyList_Append(touched, pair) < 0) {
-                Py_XDECREF(pair);
-                goto done;
-            }
-            Py_DECREF(pair);
+        PyObject *pair = Py_BuildValue("(Oy#)", it->path, (const char *)it->packed,
+                                       (Py_ssize_t)sizeof it->packed);
+        if (pair == NULL || PyList_Append(touched, pair) < 0) {
+            Py_XDECREF(pair);
+            goto done;
         }
-    }
-    if (is_table) {
-        Py_SETREF(touched, PyBytes_FromStringAndSize((const char *)records, nrecords * RECORD));
-        if (touched == NULL) goto done;
+        Py_DECREF(pair);
     }
     result = PyTuple_Pack(2, rest, touched);
 done:
-    free(records);
     if (items != NULL)
         for (Py_ssize_t i = 0; i < count; i++) {
             Py_XDECREF(items[i].owned);
             Py_XDECREF(items[i].path);
         }
     PyMem_Free(items);
-    free(in_near);
     Py_XDECREF(rest);
     Py_XDECREF(touched);
     Py_DECREF(root_obj);
@@ -1711,61 +1858,211 @@ PyDoc_STRVAR(
     "table_dirs_holding_others(root, table, threads) -> [dir, ...]\n\n"
     "dirs_holding_others(root, table, the table's own directories), read in threads.");
 
+/* The pre-scan of root against t, made ready: 0, or -1 when out of memory.  scan_free
+ * releases it either way.  No Python API. */
+static int scan_setup(Scan *sc, DirSet *dirs, const TableObject *t, const char *root,
+                      size_t root_len) {
+    *sc = (Scan){.t = t, .dirs = dirs, .root = root, .root_len = root_len};
+    pthread_mutex_init(&sc->lock, NULL);
+    pthread_cond_init(&sc->more, NULL);
+    while (sc->root_len > 1 && sc->root[sc->root_len - 1] == '/') sc->root_len--;
+    sc->queue_cap = 256;
+    sc->queue = malloc(sc->queue_cap * sizeof *sc->queue);
+    sc->sorted = table_sorted(t);
+    /* The directory set serves an unsorted Table only (see scan_one). */
+    int built = sc->queue != NULL && (sc->sorted || dirset_build(dirs, t) == 0);
+    return built && push(&sc->queue, &sc->queued, &sc->queue_cap, "", 0) == 0 ? 0 : -1;
+}
+
+/* Reads every directory the scan reaches, in up to threads threads.  No Python API. */
+static void scan_run(Scan *sc, int threads) {
+    if (threads < 1) threads = 1;
+    if (threads > 16) threads = 16;
+    pthread_t tids[16];
+    int started[16] = {0};
+    for (int i = 1; i < threads; i++)
+        started[i] = pthread_create(&tids[i], NULL, scan_worker, sc) == 0;
+    scan_worker(sc);
+    for (int i = 1; i < threads; i++)
+        if (started[i]) pthread_join(tids[i], NULL);
+}
+
+/* The directories found holding others, or NULL with the scan's failure set as OSError
+ * (MemoryError for ENOMEM). */
+static PyObject *scan_answer(const Scan *sc) {
+    if (sc->failed) {
+        errno = sc->failed;
+        return PyErr_SetFromErrno(sc->failed == ENOMEM ? PyExc_MemoryError : PyExc_OSError);
+    }
+    PyObject *result = PyList_New(0);
+    for (size_t i = 0; result != NULL && i < sc->held; i++) {
+        PyObject *dir = PyUnicode_DecodeFSDefaultAndSize(sc->holding[i].path,
+                                                         (Py_ssize_t)sc->holding[i].len);
+        if (dir == NULL || PyList_Append(result, dir) < 0) Py_CLEAR(result);
+        Py_XDECREF(dir);
+    }
+    return result;
+}
+
+static void scan_free(Scan *sc, DirSet *dirs) {
+    for (size_t i = 0; i < sc->queued; i++) free(sc->queue[i].path);
+    for (size_t i = 0; i < sc->held; i++) free(sc->holding[i].path);
+    free(sc->queue);
+    free(sc->holding);
+    free(dirs->slots);
+    pthread_mutex_destroy(&sc->lock);
+    pthread_cond_destroy(&sc->more);
+}
+
 static PyObject *table_dirs_holding_others(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *root, *table;
+    PyObject *root, *table, *result = NULL;
     int threads;
     if (!PyArg_ParseTuple(args, "O&O!i", PyUnicode_FSConverter, &root, &TableType, &table,
                           &threads))
         return NULL;
-    if (threads < 1) threads = 1;
-    if (threads > 16) threads = 16;
     DirSet dirs = {0};
-    Scan sc = {.t = (TableObject *)table, .dirs = &dirs};
-    PyObject *result = NULL;
-    pthread_mutex_init(&sc.lock, NULL);
-    pthread_cond_init(&sc.more, NULL);
-    sc.root = PyBytes_AS_STRING(root);
-    sc.root_len = (size_t)PyBytes_GET_SIZE(root);
-    while (sc.root_len > 1 && sc.root[sc.root_len - 1] == '/') sc.root_len--;
-    sc.queue_cap = 256;
-    sc.queue = malloc(sc.queue_cap * sizeof *sc.queue);
-    sc.sorted = table_sorted(sc.t);
-    /* The directory set serves an unsorted Table only (see scan_one). */
-    int built = sc.queue != NULL && (sc.sorted || dirset_build(&dirs, sc.t) == 0);
-    if (!built || push(&sc.queue, &sc.queued, &sc.queue_cap, "", 0) < 0) {
+    Scan sc;
+    if (scan_setup(&sc, &dirs, (TableObject *)table, PyBytes_AS_STRING(root),
+                   (size_t)PyBytes_GET_SIZE(root)) < 0)
         PyErr_NoMemory();
-        goto done;
+    else {
+        Py_BEGIN_ALLOW_THREADS;
+        scan_run(&sc, threads);
+        Py_END_ALLOW_THREADS;
+        result = scan_answer(&sc);
     }
-    pthread_t tids[16];
-    int started[16] = {0};
+    scan_free(&sc, &dirs);
+    Py_DECREF(root);
+    return result;
+}
+
+/* ---- prescan: the early reads in one call ------------------------------------------------ */
+
+PyDoc_STRVAR(
+    prescan_doc,
+    "prescan(fd, size, mtime_ns, ctime_ns, root, filemode, threads)\n"
+    "    -> (data, parsed, rest, touched, holding) or None\n\n"
+    "gitsafe.prescan's reads in one call, without the GIL from the first byte read to the last\n"
+    "directory listed: data is the index file open at fd, which fstat gave as size bytes with\n"
+    "mtime_ns and ctime_ns; parsed is parse_index(data); (rest, touched) is stat_pass(the\n"
+    "parsed table, None, root, mtime_ns, filemode, threads); holding is\n"
+    "table_dirs_holding_others(root, table, threads), or None where that raises OSError.  None\n"
+    "when the file is not the one fstat described, its checksum is wrong, or parse_index would\n"
+    "answer None.");
+
+/* Reads exactly size bytes of fd into buf, and checks that the file is still the one fstat
+ * described: no byte more, the same size and times.  No Python API. */
+static int read_whole(int fd, char *buf, Py_ssize_t size, long long mtime_ns,
+                      long long ctime_ns) {
+    Py_ssize_t got = 0;
+    ssize_t r;
+    while (got < size) {
+        r = pread(fd, buf + got, (size_t)(size - got), (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return 0;
+        got += r;
+    }
+    char more;
+    do r = pread(fd, &more, 1, (off_t)size);
+    while (r < 0 && errno == EINTR);
+    struct stat s;
+    return r == 0 && fstat(fd, &s) == 0 && s.st_size == size &&
+           (long long)s.st_mtim.tv_sec * NS + s.st_mtim.tv_nsec == mtime_ns &&
+           (long long)s.st_ctim.tv_sec * NS + s.st_ctim.tv_nsec == ctime_ns;
+}
+
+/* index_file.checksum_ok: the trailer is the SHA-1 of everything before it. */
+static int checksum_ok(const unsigned char *data, Py_ssize_t len, const EVP_MD *sha1) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    return len >= 32 && sha1 != NULL &&
+           EVP_Digest(data, (size_t)(len - 20), md, &n, sha1, NULL) == 1 && n == 20 &&
+           memcmp(md, data + len - 20, 20) == 0;
+}
+
+static PyObject *prescan(PyObject *self, PyObject *args) {
+    (void)self;
+    int fd, filemode, threads;
+    Py_ssize_t size;
+    long long mtime_ns, ctime_ns;
+    PyObject *root;
+    if (!PyArg_ParseTuple(args, "inLLO&pi", &fd, &size, &mtime_ns, &ctime_ns,
+                          PyUnicode_FSConverter, &root, &filemode, &threads))
+        return NULL;
+    if (size < 0) {
+        Py_DECREF(root);
+        PyErr_SetString(PyExc_ValueError, "prescan: a negative size");
+        return NULL;
+    }
+    PyObject *data = PyBytes_FromStringAndSize(NULL, size), *result = NULL;
+    TableObject *table = data != NULL ? table_new() : NULL;
+    if (table == NULL) {
+        Py_XDECREF(data);
+        Py_DECREF(root);
+        return NULL;
+    }
+    char *buf = PyBytes_AS_STRING(data);
+    const unsigned char *bytes = (const unsigned char *)buf;
+    const char *top = PyBytes_AS_STRING(root);
+    size_t top_len = (size_t)PyBytes_GET_SIZE(root);
+    Specials sp = {0};
+    Item *items = NULL;
+    Py_ssize_t *others = NULL, count = 0, nothers = 0, end = 0;
+    DirSet dirs = {0};
+    Scan sc;
+    /* state: 1 read and parsed, 0 not the file or not an index parse_index takes, -1 out of
+     * memory; scanned: -2 no scan set up, else scan_setup's answer */
+    int state = 0, scanned = -2, marked = 0, root_ok = 0;
+    Sha1 *sha1 = sha1_get();
     Py_BEGIN_ALLOW_THREADS;
-    for (int i = 1; i < threads; i++)
-        started[i] = pthread_create(&tids[i], NULL, scan_worker, &sc) == 0;
-    scan_worker(&sc);
-    for (int i = 1; i < threads; i++)
-        if (started[i]) pthread_join(tids[i], NULL);
+    if (sha1 != NULL && read_whole(fd, buf, size, mtime_ns, ctime_ns) &&
+        checksum_ok(bytes, size, sha1))
+        state = parse_entries(bytes, size, table, &sp, &marked, &end);
+    if (state == 1) {
+        size_t n = (size_t)(table->n ? table->n : 1);
+        items = calloc(n, sizeof *items);
+        others = malloc(n * sizeof *others);
+        if (items == NULL || others == NULL) state = -1;
+    }
+    if (state == 1) {
+        count = table_stat_items(table, NULL, items, others, &nothers);
+        root_ok = stat_items(top, items, count, mtime_ns, filemode, sha1, threads);
+        scanned = scan_setup(&sc, &dirs, table, top, top_len);
+        if (scanned == 0) scan_run(&sc, threads);
+    }
     Py_END_ALLOW_THREADS;
-    if (sc.failed) {
-        errno = sc.failed;
-        PyErr_SetFromErrno(sc.failed == ENOMEM ? PyExc_MemoryError : PyExc_OSError);
-        goto done;
+    sha1_put(sha1);
+    if (state < 0 || scanned == -1)
+        PyErr_NoMemory();
+    else if (state == 0)
+        result = Py_NewRef(Py_None);
+    else {
+        PyObject *parsed = parsed_answer(1, bytes, table, &sp, marked, end);
+        PyObject *stat = NULL, *holding = NULL;
+        if (parsed == Py_None)
+            result = Py_NewRef(Py_None);
+        else if (parsed != NULL &&
+                 (stat = table_stat_answer(table, others, nothers, items, count, root_ok))) {
+            holding = scan_answer(&sc);
+            if (holding == NULL && PyErr_ExceptionMatches(PyExc_OSError)) {
+                PyErr_Clear(); /* the plan lists for itself */
+                holding = Py_NewRef(Py_None);
+            }
+            if (holding != NULL)
+                result = Py_BuildValue("(OOOOO)", data, parsed, PyTuple_GET_ITEM(stat, 0),
+                                       PyTuple_GET_ITEM(stat, 1), holding);
+        }
+        Py_XDECREF(parsed);
+        Py_XDECREF(stat);
+        Py_XDECREF(holding);
     }
-    result = PyList_New(0);
-    for (size_t i = 0; result != NULL && i < sc.held; i++) {
-        PyObject *dir = PyUnicode_DecodeFSDefaultAndSize(sc.holding[i].path,
-                                                         (Py_ssize_t)sc.holding[i].len);
-        if (dir == NULL || PyList_Append(result, dir) < 0) Py_CLEAR(result);
-        Py_XDECREF(dir);
-    }
-done:
-    for (size_t i = 0; i < sc.queued; i++) free(sc.queue[i].path);
-    for (size_t i = 0; i < sc.held; i++) free(sc.holding[i].path);
-    free(sc.queue);
-    free(sc.holding);
-    free(dirs.slots);
-    pthread_mutex_destroy(&sc.lock);
-    pthread_cond_destroy(&sc.more);
+    if (scanned != -2) scan_free(&sc, &dirs);
+    specials_free(&sp);
+    free(items);
+    free(others);
+    Py_DECREF(table);
+    Py_DECREF(data);
     Py_DECREF(root);
     return result;
 }
@@ -1783,6 +2080,7 @@ static PyMethodDef native_methods[] = {
     {"dirs_holding_others", dirs_holding_others, METH_VARARGS, dirs_holding_others_doc},
     {"table_dirs_holding_others", table_dirs_holding_others, METH_VARARGS,
      table_dirs_holding_others_doc},
+    {"prescan", prescan, METH_VARARGS, prescan_doc},
     {NULL, NULL, 0, NULL},
 };
 

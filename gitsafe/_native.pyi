@@ -16,19 +16,9 @@ class Table(Mapping[str, tuple[int, bytes, _Key]]):
     def __len__(self) -> int: ...
 
 _Entries = dict[str, tuple[int, bytes, _Key]] | Table
+_Parsed = tuple[Table, list[tuple[str, int, bytes, int, _Stat]], list[str], bool, int]
 
-def parse_index(
-    data: bytes, /
-) -> (
-    tuple[
-        Table,
-        list[tuple[str, int, bytes, int, _Stat]],
-        list[str],
-        bool,
-        int,
-    ]
-    | None
-): ...
+def parse_index(data: bytes, /) -> _Parsed | None: ...
 @overload
 def stat_pass(
     entries: Table,
@@ -72,3 +62,13 @@ def dirs_holding_others(
     root: str, tracked: Container[str], tracked_dirs: set[str], /
 ) -> list[str]: ...
 def table_dirs_holding_others(root: str, table: Table, threads: int, /) -> list[str]: ...
+def prescan(
+    fd: int,
+    size: int,
+    mtime_ns: int,
+    ctime_ns: int,
+    root: str,
+    filemode: bool,
+    threads: int,
+    /,
+) -> tuple[bytes, _Parsed, list[str], bytes, list[str] | None] | None: ...

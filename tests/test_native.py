@@ -7,6 +7,7 @@ index versions 2-4, conflict stages, skip-worktree, intent-to-add and assume-unc
 damaged files, and work trees whose files were touched, edited, chmod-ed, replaced by symlinks
 or directories, or hidden behind a symlinked or non-directory parent.  The property test of the
 whole pull (test_property_differential.py) runs half its examples on each implementation.
+``prescan``, the early reads in one call, is held to the separate calls it makes.
 """
 
 from __future__ import annotations
@@ -332,15 +333,9 @@ def _analysis(root: Path, spec: dict[str, object]) -> _Analysis:
     )
 
 
-@native
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(spec=work_trees(), threads=st.sampled_from([1, 2, 3, 7]))
-def test_stat_pass_equals_the_python_loop(
-    spec: dict[str, object], threads: int, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    root = tmp_path_factory.mktemp("wt") / "r"
+def _mutated_work_tree(root: Path, spec: dict[str, object]) -> Path:
+    """A repository of work_trees' spec: its files added, their stat data racy or not, then
+    mutated."""
     git(root.parent, "init", "-q", str(root))
     paths: list[str] = spec["paths"]  # type: ignore[assignment]
     for i, (p, link) in enumerate(zip(paths, spec["symlinks"], strict=True)):  # type: ignore[call-overload]
@@ -361,7 +356,18 @@ def test_stat_pass_equals_the_python_loop(
         git(root, "update-index", "--refresh", "-q", check=False)
     for p, how in zip(paths, spec["mutations"], strict=True):  # type: ignore[call-overload]
         _mutate(root, p, how)
+    return root
 
+
+@native
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(spec=work_trees(), threads=st.sampled_from([1, 2, 3, 7]))
+def test_stat_pass_equals_the_python_loop(
+    spec: dict[str, object], threads: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = _mutated_work_tree(tmp_path_factory.mktemp("wt") / "r", spec)
     built = accel.native
     accel.native = None
     try:  # the reference, from the Python parser's dict to the Python loop
@@ -399,6 +405,119 @@ def test_stat_pass_equals_the_python_loop(
     verified = dict(accel.native.record_pairs(raw, again.changes.verified_records))
     verified.update(again.changes.verified)
     assert verified == python.changes.verified
+
+
+def _prescan(
+    index: Path, root: Path, filemode: bool, threads: int, **lie: int
+) -> tuple[bytes, index_stat.Parsed, list[str], bytes, list[str] | None] | None:
+    """native.prescan on the index file, with what fstat said of it (or ``lie``)."""
+    assert accel.native is not None
+    fd = os.open(index, os.O_RDONLY)
+    try:
+        lst = os.fstat(fd)
+        said = {"size": lst.st_size, "mtime_ns": lst.st_mtime_ns, "ctime_ns": lst.st_ctime_ns}
+        said.update(lie)
+        found = accel.native.prescan(
+            fd, said["size"], said["mtime_ns"], said["ctime_ns"], str(root), filemode, threads
+        )
+        return found  # type: ignore[no-any-return]  # accel.native is typed as a module
+    finally:
+        os.close(fd)
+
+
+@native
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    spec=work_trees(),
+    threads=st.sampled_from([1, 2, 3, 7]),
+    untracked=st.lists(st.sampled_from(["new", "a/new", "b/c/new", "a/b/new"]), max_size=3),
+)
+def test_prescan_answers_what_the_three_calls_answer(
+    spec: dict[str, object],
+    threads: int,
+    untracked: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = _mutated_work_tree(tmp_path_factory.mktemp("wt") / "r", spec)
+    for p in untracked:
+        with contextlib.suppress(OSError):  # a parent may be a file or a symlink now
+            write(root, p, "untracked\n")
+    native_ = accel.native
+    assert native_ is not None
+    index = root / ".git" / "index"
+    filemode = bool(spec["filemode"])
+    found = _prescan(index, root, filemode, threads)
+    data = index.read_bytes()
+    parsed = native_.parse_index(data)
+    assert found is not None and parsed is not None
+    got_data, got_parsed, rest, touched, holding = found
+    assert got_data == data
+    assert _as_dicts(got_parsed) == _as_dicts(parsed)
+    mtime = index.stat().st_mtime_ns
+    assert (rest, touched) == native_.stat_pass(
+        parsed[0], None, str(root), mtime, filemode, threads
+    )
+    expected = native_.table_dirs_holding_others(str(root), parsed[0], threads)
+    assert holding is not None and sorted(holding) == sorted(expected)
+
+
+@native
+def test_prescan_answers_none_for_a_file_it_cannot_trust(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(root))
+    write(root, "a/b", "b\n")
+    git(root, "add", "-A")
+    index = root / ".git" / "index"
+    assert _prescan(index, root, True, 2) is not None
+    size = index.stat().st_size
+    assert _prescan(index, root, True, 2, size=size - 1) is None  # grew since fstat
+    assert _prescan(index, root, True, 2, size=size + 1) is None  # shrank
+    assert _prescan(index, root, True, 2, mtime_ns=1) is None  # rewritten in place
+    assert _prescan(index, root, True, 2, ctime_ns=1) is None
+    data = bytearray(index.read_bytes())
+    data[-1] ^= 1
+    index.write_bytes(bytes(data))  # the checksum no longer holds
+    assert _prescan(index, root, True, 2) is None
+    data[-1] ^= 1
+    data[4:8] = (5).to_bytes(4, "big")  # a version no parser takes
+    index.write_bytes(bytes(data))
+    assert _prescan(index, root, True, 2) is None
+    assert accel.native is not None
+    with pytest.raises(ValueError):
+        _prescan(index, root, True, 2, size=-1)
+
+
+@native
+def test_prescan_leaves_holding_to_the_plan_where_the_listing_fails(tmp_path: Path) -> None:
+    """As Prescan did with table_dirs_holding_others' OSError (here EMFILE: not one more file
+    may be opened): holding None, the rest of the answer kept (the stat pass, unable to open
+    the top, vouches for nothing)."""
+    root = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(root))
+    write(root, "d/e/f", "f\n")
+    git(root, "add", "-A")
+    code = f"""
+import os, resource
+from gitsafe import accel
+def prescan():
+    fd = os.open({str(root / ".git" / "index")!r}, os.O_RDONLY)
+    lst = os.fstat(fd)
+    first_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(first_free)
+    if limit:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (first_free, first_free))
+    return accel.native.prescan(
+        fd, lst.st_size, lst.st_mtime_ns, lst.st_ctime_ns, {str(root)!r}, True, 1
+    )
+limit = False
+print(prescan()[2:])
+limit = True
+print(prescan()[2:])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "([], b'', [])\n(['d/e/f'], b'', None)\n", out.stderr
 
 
 @native
