@@ -512,12 +512,13 @@ def prescan():
         fd, lst.st_size, lst.st_mtime_ns, lst.st_ctime_ns, {str(root)!r}, True, 1
     )
 limit = False
-print(prescan()[2:])
+print(prescan()[4])
 limit = True
 print(prescan()[2:])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout == "([], b'', [])\n(['d/e/f'], b'', None)\n", out.stderr
+    # (the first call may find d/e/f racily clean, so hashed, as touched: not checked here)
+    assert out.stdout == "[]\n(['d/e/f'], b'', None)\n", out.stderr
 
 
 @native
