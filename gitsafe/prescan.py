@@ -115,11 +115,10 @@ class Prescan:
                 os.close(fd)
             if found is None:
                 return  # the plan reads the index, through libgit2 if need be
-            data, parsed, rest, touched, holding = found
-            # What the snapshot needs of the bytes, so that they are not kept (20 MB at
-            # 200,000 files): the extensions after the entries, the entry count, the checksum.
-            tail = index_file.tail(data, parsed[4])
-            del data, found
+            # ends: the file's header and what follows its entries, all the snapshot needs of
+            # its bytes besides the Table (the extensions, the entry count, the checksum)
+            ends, parsed, rest, touched, holding = found
+            tail = index_file.tail(ends, 12)
             # holding is None where the C scan gave up (the plan's own listing then decides)
             self._found = (tail, lst, parsed, rest, touched, holding)
         except Exception:
