@@ -923,9 +923,9 @@ static PyObject *table_stat_pass(TableObject *t, PyObject *near, const char *roo
     size_t n = (size_t)(t->n ? t->n : 1);
     Item *items = calloc(n, sizeof(Item));
     Py_ssize_t *others = malloc(n * sizeof *others), count, nothers;
-    char *in_near = calloc(n, 1);
+    char *in_near = near != Py_None ? calloc(n, 1) : NULL;
     PyObject *result = NULL;
-    if (items == NULL || others == NULL || in_near == NULL) {
+    if (items == NULL || others == NULL || (near != Py_None && in_near == NULL)) {
         PyErr_NoMemory();
         goto done;
     }
@@ -2039,7 +2039,6 @@ static PyObject *prescan(PyObject *self, PyObject *args) {
         }
     }
     free(buf); /* the Table holds its own copy of the names: 18 MB less at 200,000 files */
-    buf = NULL;
     if (state == 1) {
         size_t n = (size_t)(table->n ? table->n : 1);
         items = calloc(n, sizeof *items);

@@ -498,10 +498,10 @@ def test_prescan_answers_none_when_the_last_name_runs_into_the_checksum(tmp_path
     too, not copy from beyond the file."""
     root = tmp_path / "r"
     root.mkdir()
+    head = b"DIRC" + (2).to_bytes(4, "big") + (1).to_bytes(4, "big")
+    entry = bytes(24) + (0o100644).to_bytes(4, "big") + bytes(12) + b"\x11" * 20
     for salt in range(1, 1_000_000):
         name = b"x" + salt.to_bytes(4, "big").replace(b"\0", b"\1")
-        entry = bytes(24) + (0o100644).to_bytes(4, "big") + bytes(12) + b"\x11" * 20
-        head = b"DIRC" + (2).to_bytes(4, "big") + (1).to_bytes(4, "big")
         body = head + entry + len(name).to_bytes(2, "big") + name
         digest = hashlib.sha1(body).digest()
         if digest[-1] == 0 and b"\0" not in digest[:-1]:
