@@ -20,7 +20,6 @@ import shutil
 import stat as st
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pygit2
@@ -30,6 +29,7 @@ from gitsafe import packfile
 from gitsafe.filters import to_odb
 from gitsafe.index_stat import MODE_EXEC, MODE_FILE, MODE_GITLINK, MODE_LINK, IndexSnapshot
 from gitsafe.plan import WorkTreeChanges
+from gitsafe.records import field, record
 from gitsafe.repository import conversion_configured
 from gitsafe.safetree import NotInTree, SafeTree
 
@@ -42,7 +42,7 @@ _SIGNATURE_EMAIL = "gitsafe@localhost"
 PACKED_MAX = 1 << 20
 
 
-@dataclass
+@record
 class Entry:
     path: str
     source: str  # worktree | index | untracked | overwritten | state
@@ -56,7 +56,7 @@ class Entry:
         return {k: v for k, v in self.__dict__.items()}
 
 
-@dataclass
+@record
 class BackupInfo:
     id: str
     ref: str
@@ -324,7 +324,7 @@ class durable:  # a context manager that reads like a statement: "with durable()
 # -- listing, pruning, restoring ----------------------------------------------------------------
 
 
-@dataclass
+@record
 class Listed:
     id: str
     ref: str
@@ -425,7 +425,7 @@ def _restore_entry(
     result.written.append(rel)
 
 
-@dataclass
+@record
 class RestoreResult:
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # existed already

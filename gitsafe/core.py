@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +31,7 @@ from gitsafe.plan import (
     plan_worktree,
 )
 from gitsafe.prescan import Scanned
+from gitsafe.records import field, record
 from gitsafe.remote import Source, choose, current_branch, fetch, fetch_options, tracking_tip
 from gitsafe.report import Report, redact_url, write_atomic
 from gitsafe.repository import (
@@ -50,7 +50,7 @@ from gitsafe.worktree import TreeView
 _MAX_LISTED_COMMITS = 1000
 
 
-@dataclass
+@record
 class Plan:
     """Everything a pull would do to one checkout; ``as_json`` is what ``doctor --json`` prints."""
 

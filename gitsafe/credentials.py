@@ -14,7 +14,6 @@ import os
 import pwd
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ import pygit2
 from pygit2.enums import CredentialType
 
 from gitsafe.errors import FetchFailed
+from gitsafe.records import field, record
 
 DEFAULT_SSH_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 # When only a token is given, some user name must go with it; GitHub and Gitea accept any,
@@ -37,7 +37,7 @@ class AuthFailed(FetchFailed):
     kind = "auth"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CredentialConfig:
     """Where credentials come from; the secrets themselves stay in the environment."""
 
@@ -50,7 +50,7 @@ class CredentialConfig:
     http_password_env: str = "GITSAFE_HTTP_PASSWORD"
 
 
-@dataclass
+@record
 class _Candidate:
     label: str  # what the report and messages may show
     make: Callable[[str], Any]  # user name -> pygit2 credential object
@@ -67,7 +67,7 @@ def _url_host(url: str) -> str | None:
     return match.group(1).strip("[]").lower() if match else None
 
 
-@dataclass
+@record
 class Credentials:
     config: CredentialConfig
     host: str

@@ -16,17 +16,17 @@ import re
 import shlex
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from importlib import resources
 
 from gitsafe.errors import UsageError
+from gitsafe.records import field, record
 
 MARKER = "# gitsafe-managed-hook v1"
 HOOK_NAMES = ("post-receive",)
 _SETTINGS = re.compile(r"^# >>> settings.*?\n(.*?)^# <<< settings$", re.M | re.S)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HookSettings:
     """What the installed hook embeds; empty strings leave the choice to git config."""
 
@@ -37,7 +37,7 @@ class HookSettings:
     run_legacy: bool = False
 
 
-@dataclass
+@record
 class Outcome:
     hook: str  # the hook's path
     action: str  # installed, updated, unchanged, uninstalled, restored, absent
@@ -83,7 +83,7 @@ def gitsafe_command() -> tuple[str, ...]:
     return (python, "-P", "-m", "gitsafe")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Target:
     gitdir: str
     hooks_dir: str

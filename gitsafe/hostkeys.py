@@ -18,12 +18,13 @@ import hashlib
 import hmac
 import os
 import struct
-from dataclasses import dataclass, field
+
+from gitsafe.records import field, record
 
 DEFAULT_PORT = 22
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostKey:
     """A host key as the server sent it: the SSH wire-format public key blob."""
 
@@ -53,7 +54,7 @@ def host_label(host: str, port: int) -> str:
     return host if port == DEFAULT_PORT else f"[{host}]:{port}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     line: int
     marker: str | None  # None, "@revoked" or "@cert-authority"
@@ -90,7 +91,7 @@ def _pattern_matches(pattern: str, label: str) -> bool:
     return fnmatch.fnmatchcase(label.lower(), literal)
 
 
-@dataclass
+@record
 class KnownHosts:
     path: str
     entries: list[Entry] = field(default_factory=list)
@@ -125,7 +126,7 @@ class KnownHosts:
         return found
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     """``status``: trusted, unknown, mismatch or revoked."""
 

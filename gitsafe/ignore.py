@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from gitsafe.records import field, record
 from gitsafe.wildmatch import Matcher, compile_pattern, translate
 
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Pattern:
     """One parsed line of an exclude list."""
 
@@ -121,7 +121,7 @@ def parse_lines(buf: bytes, base: bytes, source: str) -> list[Pattern]:
 PatternList = tuple[Pattern, ...]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExcludeRules:
     """The lists that do not depend on the directory: ``-e`` patterns and the exclude files."""
 

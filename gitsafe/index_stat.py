@@ -14,14 +14,14 @@ import stat as st
 import struct
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pygit2
 from pygit2.ffi import C, ffi
 
 from gitsafe import accel, index_file
 from gitsafe.index_file import file_identity
+from gitsafe.records import record
 
 MODE_FILE = 0o100644
 MODE_EXEC = 0o100755
@@ -36,8 +36,10 @@ _STAGE_SHIFT = 12
 _SKIP_WORKTREE = 1 << 14  # GIT_INDEX_ENTRY_SKIP_WORKTREE, in flags_extended
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
+    """One index entry: a tuple, as small as the up to one per tracked file that a slow
+    path builds."""
+
     path: str
     mode: int
     oid: pygit2.Oid
@@ -46,7 +48,7 @@ class Entry:
     stat: tuple[int, int, int, int, int, int, int, int, int]
 
 
-@dataclass
+@record
 class IndexSnapshot:
     entries: Entries  # stage 0 only
     conflicted: dict[str, list[Entry]]  # stages 1-3 by path

@@ -13,7 +13,6 @@ import itertools
 import os
 import stat as st
 from collections.abc import Container, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pygit2
@@ -32,6 +31,7 @@ from gitsafe.index_stat import (
     pack_stat,
     worktree_mode,
 )
+from gitsafe.records import field, record
 from gitsafe.worktree import TreeView, is_nested_repository
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ Spec = tuple[int, pygit2.Oid]  # a tree file: mode and blob (or commit) id
 TreeFiles = Mapping[str, Spec]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Item:
     path: str
     reason: str
@@ -50,7 +50,7 @@ class Item:
         return {"path": self.path, "reason": self.reason}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Commit:
     sha: str
     subject: str
@@ -59,7 +59,7 @@ class Commit:
         return {"sha": self.sha, "subject": self.subject}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Lock:
     path: str
     age_seconds: float
@@ -75,7 +75,7 @@ class Lock:
         }
 
 
-@dataclass
+@record
 class WorkTreeChanges:
     """What the reset and the clean do to the work tree (paths relative to its top)."""
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pygit2
 
 from gitsafe.errors import FetchFailed, UsageError
+from gitsafe.records import record
 from gitsafe.report import redact_url
 
 # The transport (and the credentials and ctypes it loads, about 7 ms of imports) is imported by
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from gitsafe.transport import FetchInfo, FetchOptions
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Source:
     remote: str
     branch: str

@@ -5,13 +5,13 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import pygit2
 
 from gitsafe.errors import NotARepository, Refused, UsageError
 from gitsafe.filters import attribute_paths
 from gitsafe.index_stat import MODE_GITLINK, MODE_LINK
+from gitsafe.records import record
 
 # Leftover operation state git leaves in the git directory (relative names).  ``git reset --hard``
 # clears only the merge/cherry-pick/revert files; a deploy base must converge, so gitsafe clears
@@ -38,7 +38,7 @@ STATE_FILES = (
 STATE_DIRS = ("rebase-merge", "rebase-apply", "sequencer", "refs/bisect")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Checkout:
     repo: pygit2.Repository
     workdir: str  # absolute, no trailing slash

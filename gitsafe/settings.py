@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from gitsafe.errors import UsageError
+from gitsafe.records import record
 
 if TYPE_CHECKING:  # the CLI imports this module for --help; libgit2 loads only when used
     import pygit2
@@ -63,7 +63,7 @@ _FALSE = {"0", "false", "no", "off"}
 _TRUE = {"1", "true", "yes", "on"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Setting(Generic[T]):
     value: T
     source: str  # "flag", "env:NAME", "git-config:NAME", "default"
@@ -72,7 +72,7 @@ class Setting(Generic[T]):
         return {"value": self.value, "source": self.source}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Alerting:
     """Where a pull reports itself when it heals, refuses or fails, and where its metrics go."""
 
@@ -101,7 +101,7 @@ class Alerting:
         }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     enabled: Setting[bool]
     excludes: Setting[tuple[str, ...]]
@@ -442,7 +442,7 @@ def _parse_timeout(text: str, what: str) -> float:
     return value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Network:
     """How the fetch reaches the remote: host keys, credentials' sources, retries, depth."""
 

@@ -18,7 +18,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -30,6 +29,7 @@ from pygit2.utils import StrArray
 from gitsafe.credentials import AuthFailed, CredentialConfig, Credentials
 from gitsafe.errors import FetchFailed, Refused, UsageError
 from gitsafe.progress import FetchProgress
+from gitsafe.records import field, record
 from gitsafe.report import redact_url
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class HostKeyRejected(FetchFailed):
     kind = "host-key"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Endpoint:
     """Where a remote URL points: ``kind`` is local, file, git, ssh, http or https."""
 
@@ -116,7 +116,7 @@ def endpoint(url: str) -> Endpoint:
     return Endpoint("local")
 
 
-@dataclass
+@record
 class FetchOptions:
     known_hosts: str
     credentials: CredentialConfig
@@ -130,7 +130,7 @@ class FetchOptions:
     config: Mapping[str, str] = field(default_factory=dict)  # http.* and proxy git config
 
 
-@dataclass
+@record
 class FetchInfo:
     """The report's ``fetch`` object."""
 

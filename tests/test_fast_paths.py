@@ -8,7 +8,7 @@ shortcut is checked here against the long way or against git.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import hashlib
 import os
 import subprocess
@@ -48,6 +48,13 @@ def _both_ways(repo_path: Path) -> tuple[object, object]:
     repo.index.read(force=True)
     through_libgit2 = index_stat._read_through_libgit2(repo.index._index)
     return parsed, through_libgit2
+
+
+def _with_root(snap: index_stat.IndexSnapshot, root: bytes | None) -> index_stat.IndexSnapshot:
+    """The snapshot with another cache-tree root (a copy: the original stays as read)."""
+    other = copy.copy(snap)
+    other.tree_root = root
+    return other
 
 
 @pytest.mark.parametrize("version", [2, 3, 4])
@@ -173,7 +180,7 @@ def test_tree_files_from_the_index_equal_the_flattened_trees(
         expected = {p for p in set(flat) | set(base) if flat.get(p) != base.get(p)}
         for root in (snap.tree_root, None, b"\7" * 20):
             files, changed = files_near_index(
-                repo, dataclasses.replace(snap, tree_root=root), tree, gitlink_paths(snap)
+                repo, _with_root(snap, root), tree, gitlink_paths(snap)
             )
             assert files == flat and changed == expected, (rev, root)
         if rev != old_head:
@@ -200,7 +207,7 @@ def test_the_cache_tree_shortcut_is_taken_only_when_the_index_equals_the_tree(
     files, changed = files_near_index(repo, snap, head_tree, [])
     assert (files, changed) == (flatten_tree(head_tree), set())
     # The long way agrees.
-    slow = dataclasses.replace(snap, tree_root=None)
+    slow = _with_root(snap, None)
     assert files_near_index(repo, slow, head_tree, []) == (files, changed)
 
     write(deploy, "a/b/c.txt", "staged\n")
