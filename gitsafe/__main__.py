@@ -3,7 +3,8 @@
 ``gitsafe --version`` is answered here, before typer, rich and pygit2 are imported: the full
 CLI costs about 140 ms to start, the answer alone about 30 ms (docs/performance.md, "Startup").
 ``pull`` and ``doctor`` start reading the work tree here too, before those imports
-(gitsafe/prescan.py), and their plain command lines run without typer at all
+(gitsafe/prescan.py), import pygit2 without loading the system's CA bundle, which only an
+https fetch needs (gitsafe/tls.py), and their plain command lines run without typer at all
 (gitsafe/quickargs.py).
 
 The command line runs with the cyclic garbage collector off, and frozen at exit (see
@@ -31,6 +32,9 @@ def main() -> None:
         from gitsafe import prescan
 
         prescan.start_early(quick.directory, quick.command)
+        from gitsafe import tls
+
+        tls.import_pygit2()
         sys.exit(quickargs.run(quick))
     guess = _pull_or_doctor(sys.argv[1:])
     if guess is not None:
@@ -39,6 +43,9 @@ def main() -> None:
         from gitsafe import prescan
 
         prescan.start_early(*guess)
+        from gitsafe import tls
+
+        tls.import_pygit2()
     from gitsafe.cli import main as cli_main
 
     cli_main()

@@ -25,9 +25,9 @@ it runs, early or not; the plan's own reads would be no fresher.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import os
-import threading
 
 from gitsafe import accel, index_file, runlock
 
@@ -86,12 +86,35 @@ class Prescan:
             ]
             | None
         ) = None
-        self._thread: threading.Thread | None = None
+        # A bare _thread, not threading, whose import (about 2 ms) would come before the first
+        # read.  _running is held while the reads run (join() waits for it); _started until
+        # the thread is about to enter C.
+        self._running: _thread.LockType | None = None
+        self._started = _thread.allocate_lock()
+        self._told = False
         if accel.native is not None:  # the Python loops would hold the interpreter lock
-            self._thread = threading.Thread(target=self._run, name="gitsafe-prescan", daemon=True)
-            self._thread.start()
+            self._running = _thread.allocate_lock()
+            self._running.acquire()
+            self._started.acquire()
+            _thread.start_new_thread(self._run, ())
+            # The thread needs the interpreter lock to get into C, and the imports that follow
+            # would hold it for a switch interval (5 ms) at a time: wait until it is there.
+            self._started.acquire()
 
     def _run(self) -> None:
+        try:
+            self._read()
+        finally:
+            self._start()  # if it never got as far as the reads
+            assert self._running is not None
+            self._running.release()
+
+    def _start(self) -> None:
+        if not self._told:
+            self._told = True
+            self._started.release()
+
+    def _read(self) -> None:
         native = accel.native
         assert native is not None
         try:
@@ -102,6 +125,7 @@ class Prescan:
             fd = os.open(self.index_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 lst = os.fstat(fd)
+                self._start()
                 found = native.prescan(
                     fd,
                     lst.st_size,
@@ -146,8 +170,9 @@ class Prescan:
         return Scanned(snap, self._filemode, rest, touched, holding)
 
     def join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
+        if self._running is not None:
+            with self._running:  # free once the reads are done
+                pass
 
 
 _early: Prescan | None = None

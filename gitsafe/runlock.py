@@ -6,8 +6,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -117,18 +115,27 @@ class Interrupts:
         self.signum = signum
 
     def __enter__(self) -> Interrupts:
+        # signal and threading here, not at the top: the early reads import this module
+        # before they start (gitsafe/prescan.py), and need neither
+        import signal
+        import threading
+
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._saved[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        import signal
+
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self._saved.clear()
 
     def check(self) -> None:
         if self.signum is not None:
+            import signal
+
             name = signal.Signals(self.signum).name
             raise Interrupted(
                 f"interrupted by {name}; stopped at a safe point, a rerun converges", self.signum

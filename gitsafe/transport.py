@@ -26,6 +26,7 @@ from pygit2 import C, ffi
 from pygit2.callbacks import git_fetch_options
 from pygit2.utils import StrArray
 
+from gitsafe import tls
 from gitsafe.credentials import AuthFailed, CredentialConfig, Credentials
 from gitsafe.errors import FetchFailed, Refused, UsageError
 from gitsafe.progress import FetchProgress
@@ -350,6 +351,8 @@ def fetch(
                 "'git fetch --unshallow'"
             )
     cafile, capath = _ca_locations(options) if where.kind == "https" else (None, None)
+    if where.kind == "https":
+        tls.system_store()  # the command line left it for now (gitsafe/tls.py)
     if cafile or capath:
         # Adds to the system store (libgit2's TLS settings are process-wide and additive).
         pygit2.settings.set_ssl_cert_locations(cafile, capath)  # type: ignore[arg-type]

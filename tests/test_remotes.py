@@ -156,6 +156,52 @@ def test_pull_over_https_trusting_the_ca_from_git_ssl_cainfo(
         assert_pulled(gitsafe.pull(deploy), deploy, sha, "https")
 
 
+# The command line's run, reporting at its end where libgit2 was told to find trusted CAs.
+_CA_PROBE = (
+    "import sys\n"
+    "from gitsafe.__main__ import main\n"
+    "try:\n"
+    "    main()\n"
+    "finally:\n"
+    "    import pygit2\n"
+    "    ca = (pygit2.settings.ssl_cert_file, pygit2.settings.ssl_cert_dir)\n"
+    "    sys.stderr.write('CA ' + repr(ca) + '\\n')\n"
+)
+
+
+@needs_http_backend
+def test_an_https_pull_from_the_command_line_loads_the_system_store_first(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """The command line imports pygit2 without the system's CA store and hands libgit2 the
+    store's locations before an https fetch (gitsafe/tls.py), the ones a plain
+    ``import pygit2`` gives it: here SSL_CERT_FILE, which Python's ssl reads.  Without any
+    trust for the server's CA, the same pull is refused."""
+    tls = TlsFiles(tmp_path / "tls")
+    with HttpGit(tmp_path, tls=tls) as server:
+        deploy = deploy_via(origin, tmp_path, server.url("origin.git"))
+        sha = advance(origin)
+
+        def cli_pull(env: dict[str, str]) -> tuple[int, str, str]:
+            proc = subprocess.run(
+                [sys.executable, "-c", _CA_PROBE, "pull", "origin", "main"],
+                cwd=deploy,
+                env={**os.environ, "NO_COLOR": "1", **env},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return proc.returncode, proc.stderr, proc.stderr.rsplit("CA ", 1)[-1].strip()
+
+        code, stderr, _ = cli_pull({})
+        assert code == 1 and "certificate" in stderr.lower()
+        assert head(deploy) != sha
+        code, stderr, ca = cli_pull({"SSL_CERT_FILE": str(tls.ca)})
+    assert code == 0, stderr
+    assert head(deploy) == sha
+    assert ca.startswith(f"({str(tls.ca)!r}, ")
+
+
 @needs_http_backend
 def test_https_with_a_ca_from_http_sslcainfo_config(origin: Origin, tmp_path: Path) -> None:
     tls = TlsFiles(tmp_path / "tls")

@@ -1,6 +1,7 @@
 """What a command-line run loads and how it treats the interpreter (docs/performance.md,
-"Startup"): each path imports what it uses, and the cyclic collector is off for the command
-line only, never for a program that calls the Python API."""
+"Startup"): each path imports what it uses, the system's CA store waits for an https fetch,
+and the cyclic collector is off for the command line only, never for a program that calls
+the Python API."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ PROBE = (
     "try:\n"
     "    main()\n"
     "finally:\n"
-    "    loaded = sorted(m for m in ('gitsafe.transport', 'gitsafe.credentials', 'ctypes')\n"
-    "                    if m in sys.modules)\n"
+    "    watched = ('gitsafe.transport', 'gitsafe.credentials', 'ctypes', 'ssl')\n"
+    "    loaded = sorted(m for m in watched if m in sys.modules)\n"
     "    sys.stderr.write('PROBE ' + repr((loaded, gc.isenabled())) + '\\n')\n"
 )
 
@@ -46,6 +47,7 @@ def test_a_doctor_that_does_not_fetch_never_loads_the_transport(deploy: Path) ->
 def test_a_pull_loads_the_transport_and_runs_without_the_collector(deploy: Path) -> None:
     code, loaded, enabled = _probe(["pull", "origin", "main"], deploy)
     assert code == 0 and "gitsafe.transport" in loaded and not enabled
+    assert "ssl" not in loaded  # a local remote: no CA store, no ssl (gitsafe/tls.py)
     # typer's reading of a line goes through the same entry point
     code, loaded, enabled = _probe(["pull", "origin", "main", "--"], deploy)
     assert code == 0 and "gitsafe.transport" in loaded and not enabled
@@ -64,3 +66,37 @@ def test_the_python_api_leaves_the_collector_alone(deploy: Path) -> None:
         check=True,
     )
     assert json.loads(proc.stdout) == [0, True]
+
+
+def test_the_ca_store_waits_for_https_on_the_command_line_only(deploy: Path) -> None:
+    """A command-line run over a local remote never hands libgit2 the system's CA store
+    (gitsafe/tls.py); a program that imports gitsafe gets pygit2 as pygit2 sets itself up,
+    with the store Python's ssl names."""
+    cli = (
+        "import sys\n"
+        "from gitsafe.__main__ import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    import pygit2\n"
+        "    ca = [pygit2.settings.ssl_cert_file, 'ssl' in sys.modules]\n"
+        "    sys.stderr.write('CA ' + repr(ca) + '\\n')\n"
+    )
+    for args in (["pull", "origin", "main"], ["doctor"]):
+        proc = subprocess.run(
+            [sys.executable, "-c", cli, *args], cwd=deploy, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert ast.literal_eval(proc.stderr.rsplit("CA ", 1)[-1]) == [None, False]
+    api = (
+        "import json, ssl, sys, gitsafe, pygit2\n"
+        "report = gitsafe.pull(sys.argv[1], 'origin', 'main')\n"
+        "paths = ssl.get_default_verify_paths()\n"
+        "print(json.dumps([report.exit_code, pygit2.settings.ssl_cert_file, paths.cafile,\n"
+        "                  pygit2.settings.ssl_cert_dir, paths.capath]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", api, str(deploy)], capture_output=True, text=True, check=True
+    )
+    code, cafile, expected_file, capath, expected_dir = json.loads(proc.stdout)
+    assert code == 0 and (cafile, capath) == (expected_file, expected_dir)
