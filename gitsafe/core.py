@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import pygit2
@@ -299,7 +298,10 @@ def _missing_objects(
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC now to the millisecond, ``2026-01-31T12:00:00.123Z``; with time, not datetime (about
+    1 ms to import)."""
+    seconds, ns = divmod(time.time_ns(), 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1_000_000:03d}Z"
 
 
 def _default_report_path(co: Checkout) -> str:

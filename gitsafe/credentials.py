@@ -9,7 +9,6 @@ secret itself.
 
 from __future__ import annotations
 
-import netrc
 import os
 import pwd
 import re
@@ -165,6 +164,8 @@ class Credentials:
         path = os.path.join(self.config.home, ".netrc")
         if not os.path.isfile(path):
             return None
+        import netrc  # here: only an http(s) fetch asking for credentials reads it
+
         try:
             auth = netrc.netrc(path).authenticators(self.host)
         except (netrc.NetrcParseError, OSError):

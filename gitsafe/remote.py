@@ -13,7 +13,7 @@ from gitsafe.errors import FetchFailed, UsageError
 from gitsafe.records import record
 from gitsafe.report import redact_url
 
-# The transport (and the credentials and ctypes it loads, about 7 ms of imports) is imported by
+# The transport (and the credentials it loads, about 5 ms of imports) is imported by
 # the functions that fetch: a doctor that does not fetch never needs it.
 if TYPE_CHECKING:
     from gitsafe.settings import Network

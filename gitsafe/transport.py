@@ -13,7 +13,6 @@ own (a cffi callback reading libgit2's ``git_cert_hostkey``, raw key included si
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import time
@@ -42,37 +41,46 @@ SMART = ("git", "ssh", "http", "https")
 # libgit2 error classes that mean "the network or the server side failed".
 _NETWORK_CLASSES = {2, 12, 23, 34}  # GIT_ERROR_OS, _NET, _SSH, _HTTP
 _INDEXER_CLASS = 15  # a pack cut short surfaces from the indexer
-# Failures that are answers, not faults: retrying cannot change them.
-_PERMANENT = re.compile(
+# Failures that are answers, not faults: retrying cannot change them.  Patterns as text, for
+# re's own cache: only a failed fetch reads them, and compiling them costs every run 1 ms.
+_PERMANENT = (
     r"status code: 4\d\d|not found|does not appear to be a git repository|remote error|"
     r"no such repository|"
     r"access denied|not exported|repository .* does not exist|authentication|"
     r"certificate|hostkey|host key|unsupported|invalid url|malformed|not valid|"
-    r"could not resolve host|name or service not known",
-    re.IGNORECASE,
+    r"could not resolve host|name or service not known"
 )
-_TRUNCATED = re.compile(r"early eof|truncated|incomplete|unexpected end|short read", re.I)
+_TRUNCATED = r"early eof|truncated|incomplete|unexpected end|short read"
 
 _GIT_PASSTHROUGH = -30
 _GIT_ECERTIFICATE = -17
 _GIT_CERT_SSH_RAW = 1 << 3
 
 
-class _CertHostkey(ctypes.Structure):
-    """libgit2's full git_cert_hostkey (pygit2 declares only its MD5/SHA-1 part).  ctypes, not
-    a second cffi.FFI: that would fail wherever the cffi package and its C backend differ in
-    version (a system _cffi_backend ahead on the path), which pygit2 itself survives."""
+def _raw_hostkey(cert: Any) -> bytes | None:
+    """The server's key from libgit2's full git_cert_hostkey (pygit2 declares only its MD5/SHA-1
+    part), or None if libgit2 gave none.  ctypes, not a second cffi.FFI: that would fail
+    wherever the cffi package and its C backend differ in version (a system _cffi_backend ahead
+    on the path), which pygit2 itself survives.  Imported here: only SSH fetches need it, and
+    it costs every run 1.5 ms."""
+    import ctypes
 
-    _fields_ = (
-        ("cert_type", ctypes.c_int),
-        ("type", ctypes.c_int),
-        ("hash_md5", ctypes.c_ubyte * 16),
-        ("hash_sha1", ctypes.c_ubyte * 20),
-        ("hash_sha256", ctypes.c_ubyte * 32),
-        ("raw_type", ctypes.c_int),
-        ("hostkey", ctypes.c_void_p),
-        ("hostkey_len", ctypes.c_size_t),
-    )
+    class CertHostkey(ctypes.Structure):
+        _fields_ = (
+            ("cert_type", ctypes.c_int),
+            ("type", ctypes.c_int),
+            ("hash_md5", ctypes.c_ubyte * 16),
+            ("hash_sha1", ctypes.c_ubyte * 20),
+            ("hash_sha256", ctypes.c_ubyte * 32),
+            ("raw_type", ctypes.c_int),
+            ("hostkey", ctypes.c_void_p),
+            ("hostkey_len", ctypes.c_size_t),
+        )
+
+    full = CertHostkey.from_address(int(ffi.cast("uintptr_t", cert)))
+    if not full.type & _GIT_CERT_SSH_RAW or not full.hostkey:
+        return None
+    return ctypes.string_at(full.hostkey, full.hostkey_len)
 
 
 class HostKeyRejected(FetchFailed):
@@ -202,11 +210,11 @@ class _HostKeyCheck:
             return _GIT_PASSTHROUGH
         from gitsafe import hostkeys  # only SSH fetches check host keys (2 ms of every start)
 
-        full = _CertHostkey.from_address(int(ffi.cast("uintptr_t", cert)))
-        if not full.type & _GIT_CERT_SSH_RAW or not full.hostkey:
+        raw = _raw_hostkey(cert)
+        if raw is None:
             self.error = HostKeyRejected("libgit2 did not provide the server's host key")
             return _GIT_ECERTIFICATE
-        key = hostkeys.HostKey(ctypes.string_at(full.hostkey, full.hostkey_len))
+        key = hostkeys.HostKey(raw)
         name = ffi.string(host).decode("utf-8", "replace")
         port = self.where.port or hostkeys.DEFAULT_PORT
         path = self.options.known_hosts
@@ -279,11 +287,11 @@ class _Callbacks(pygit2.RemoteCallbacks):
 
 
 def _transient(message: str, klass: int | None) -> bool:
-    if _PERMANENT.search(message):
+    if re.search(_PERMANENT, message, re.IGNORECASE):
         return False
     if klass in _NETWORK_CLASSES:
         return True
-    return klass == _INDEXER_CLASS and bool(_TRUNCATED.search(message))
+    return klass == _INDEXER_CLASS and bool(re.search(_TRUNCATED, message, re.IGNORECASE))
 
 
 def _last_error_class() -> int | None:
