@@ -83,7 +83,11 @@ def _build(cls: C, frozen: bool) -> C:
     defaults: dict[str, tuple[bool, Any]] = {}  # name: (is a factory, the value or factory)
     shown: list[str] = []
     compared: list[str] = []
-    own = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 (the class's own; no inspect)
+    # The class's own annotations, not a base's; without inspect (whose import costs 5 ms).  A
+    # Python that evaluates annotations lazily keeps none in __dict__: the attribute then.
+    own = cls.__dict__.get("__annotations__")  # noqa: RUF063
+    if own is None:
+        own = getattr(cls, "__annotations__", {})
     for name, annotation in own.items():
         if "ClassVar" in str(annotation) or "InitVar" in str(annotation):
             raise TypeError(f"{cls.__qualname__}.{name}: a record has no ClassVar or InitVar")
@@ -150,27 +154,25 @@ def _init(
         if len(args) > count:
             raise TypeError(f"{qualname}.__init__() takes {takes} but {len(args) + 1} were given")
         values = self.__dict__
-        values.update(zip(names, args, strict=False))  # len(args) <= count, checked
-        if kwargs:
-            for name in kwargs:
-                at = position.get(name)
-                if at is None:
-                    raise TypeError(
-                        f"{qualname}.__init__() got an unexpected keyword argument {name!r}"
-                    )
-                if at < len(args):
-                    raise TypeError(
-                        f"{qualname}.__init__() got multiple values for argument {name!r}"
-                    )
-            values.update(kwargs)
-        if len(args) + len(kwargs) < count:
-            missing = [n for n in names[len(args) :] if n not in kwargs and n not in defaults]
-            if missing:
-                raise TypeError(f"{qualname}.__init__() {_missing(missing)}")
-            for name in names[len(args) :]:
-                if name not in kwargs:
-                    is_factory, default = defaults[name]
-                    values[name] = default() if is_factory else default
+        for name in kwargs:
+            at = position.get(name)
+            if at is None or at < len(args):
+                words = "an unexpected keyword" if at is None else "multiple values for"
+                raise TypeError(f"{qualname}.__init__() got {words} argument {name!r}")
+        if len(args) == count:  # every field given in order: the common call
+            values.update(zip(names, args, strict=True))
+            return
+        missing = [n for n in names[len(args) :] if n not in kwargs and n not in defaults]
+        if missing:
+            raise TypeError(f"{qualname}.__init__() {_missing(missing)}")
+        # In field order, as a dataclass fills them: __dict__ keeps that order (as_json uses it)
+        values.update(zip(names, args, strict=False))
+        for name in names[len(args) :]:
+            if name in kwargs:
+                values[name] = kwargs[name]
+            else:
+                is_factory, default = defaults[name]
+                values[name] = default() if is_factory else default
 
     return __init__
 

@@ -5,15 +5,15 @@ Importing pygit2 sets libgit2's certificate locations to Python's defaults
 ``ssl.get_default_verify_paths()``, and OpenSSL then reads and parses the whole system CA
 bundle.  That costs about 15 ms of CPU (``ssl`` about 6, the bundle about 9), an eighth of what
 the main thread of a no-op pull spends at 50,000 files, for a store that only an https fetch
-reads; a local, ``git://``, ``ssh://`` or plain ``http://`` remote and ``gitsafe doctor`` never
-do.
+reads; a local, ``git://`` or ``ssh://`` remote and ``gitsafe doctor`` never do.
 
 So the command line imports pygit2 through :func:`import_pygit2`.  For the length of that
 import, ``ssl`` is a stand-in that answers ``get_default_verify_paths()`` with no CA file and a
 CA directory that cannot exist (a path below this module's own file); every other name
 loads the real ``ssl``.  libgit2 then records a directory to search later instead of parsing a
 bundle now.  :func:`system_store`, which the fetch calls before it connects over https, sets the
-locations pygit2 would have set, from the real ``ssl.get_default_verify_paths()``; libgit2
+locations pygit2 would have set, from the real ``ssl.get_default_verify_paths()`` (for
+``http://`` remotes too, which libgit2 follows when they redirect to ``https://``); libgit2
 keeps the first directory too, which never holds a certificate.  The trust an https fetch
 works with is the one a plain ``import pygit2`` gives, plus any ``http.sslCAInfo`` the fetch adds.
 
@@ -57,8 +57,9 @@ def import_pygit2() -> None:
     def load_real(name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)  # what the import system asks of any module
-        del sys.modules["ssl"]
-        import ssl
+        if sys.modules.get("ssl") is stand_in:
+            del sys.modules["ssl"]
+        import ssl  # the real one, also for whoever kept the stand-in past the import
 
         return getattr(ssl, name)
 
@@ -86,5 +87,7 @@ def system_store() -> None:
     import pygit2
 
     paths = ssl.get_default_verify_paths()
+    # What pygit2's Settings() keeps, for `del pygit2.settings.ssl_cert_file` and the like
+    pygit2.settings._default_tls_verify_paths = paths
     if paths.cafile is not None or paths.capath is not None:
         pygit2.settings.set_ssl_cert_locations(paths.cafile, paths.capath)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 LOCAL = ("local", "file")
 SMART = ("git", "ssh", "http", "https")
+_TLS = ("http", "https")  # may end on a TLS connection
 
 # libgit2 error classes that mean "the network or the server side failed".
 _NETWORK_CLASSES = {2, 12, 23, 34}  # GIT_ERROR_OS, _NET, _SSH, _HTTP
@@ -358,8 +359,9 @@ def fetch(
                 "over git://, ssh:// or http(s)://, or unshallow it once with "
                 "'git fetch --unshallow'"
             )
-    cafile, capath = _ca_locations(options) if where.kind == "https" else (None, None)
-    if where.kind == "https":
+    # http too: libgit2 follows a redirect from http:// to https:// (most hosts send one).
+    cafile, capath = _ca_locations(options) if where.kind in _TLS else (None, None)
+    if where.kind in _TLS:
         tls.system_store()  # the command line left it for now (gitsafe/tls.py)
     if cafile or capath:
         # Adds to the system store (libgit2's TLS settings are process-wide and additive).

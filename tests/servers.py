@@ -680,5 +680,48 @@ class Proxy:
         self.server.server_close()
 
 
+class _RedirectHandler(BaseHTTPRequestHandler):
+    server: _RedirectServer
+
+    def do_GET(self) -> None:
+        self.server.owner.seen.append(self.path)
+        self.send_response(301)
+        self.send_header("Location", self.server.owner.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _RedirectServer(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: Redirect
+
+
+class Redirect:
+    """A plain-http server that answers every request with a permanent redirect to the same
+    path under ``target`` (an https server, say), as hosts redirect http:// to https://."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.seen: list[str] = []
+        self.server = _RedirectServer(("127.0.0.1", 0), _RedirectHandler)
+        self.server.owner = self
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def __enter__(self) -> Redirect:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def which(name: str) -> str | None:
     return shutil.which(name)

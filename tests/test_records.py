@@ -48,6 +48,7 @@ CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
     ((), {"x": 1, "y": "a", "label": "l"}),
     ((1, "a", ["t"], "l", 9), {}),
     ((1, "a"), {"hidden": 3, "tags": ["u"]}),
+    ((), {"hidden": 3, "label": "l", "y": "a", "x": 1}),
 ]
 
 BAD_CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
@@ -56,6 +57,8 @@ BAD_CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
     ((1, "a", [], None, 0, "extra"), {}),  # too many positional
     ((1, "a"), {"nope": 1}),  # unknown keyword
     ((1, "a"), {"x": 2}),  # x twice
+    ((1, "a", [], None, 0), {"x": 2}),  # every field given, and x again
+    ((1, "a", [], None, 0), {"nope": 2}),  # every field given, and an unknown one
 ]
 
 
@@ -68,6 +71,7 @@ def test_a_record_is_built_as_the_dataclass_would_be(
     rec, dc = rec_cls(*args, **kwargs), dc_cls(*args, **kwargs)
     names = [f.name for f in dataclasses.fields(dc)]
     assert [getattr(rec, n) for n in names] == [getattr(dc, n) for n in names]
+    assert list(vars(rec).items()) == list(vars(dc).items())  # field order, however called
     assert repr(rec) == repr(dc)
     assert rec == rec_cls(*args, **kwargs)
     assert rec.norm() == dc.norm()

@@ -24,6 +24,7 @@ from servers import (
     GitDaemon,
     HttpGit,
     Proxy,
+    Redirect,
     Relay,
     Sshd,
     TlsFiles,
@@ -170,16 +171,20 @@ _CA_PROBE = (
 
 
 @needs_http_backend
+@pytest.mark.parametrize("redirected", [False, True], ids=["https", "http-redirected-to-https"])
 def test_an_https_pull_from_the_command_line_loads_the_system_store_first(
-    origin: Origin, tmp_path: Path
+    origin: Origin, tmp_path: Path, redirected: bool
 ) -> None:
     """The command line imports pygit2 without the system's CA store and hands libgit2 the
-    store's locations before an https fetch (gitsafe/tls.py), the ones a plain
-    ``import pygit2`` gives it: here SSL_CERT_FILE, which Python's ssl reads.  Without any
-    trust for the server's CA, the same pull is refused."""
+    store's locations before a fetch that may end on TLS (gitsafe/tls.py), the ones a plain
+    ``import pygit2`` gives it; also for an http:// remote, which libgit2 follows when it
+    redirects to https://.  The locations come from Python's ssl, here SSL_CERT_FILE (which
+    OpenSSL also reads by itself: the locations libgit2 was handed are what tells).  Without
+    any trust for the server's CA, the same pull is refused."""
     tls = TlsFiles(tmp_path / "tls")
-    with HttpGit(tmp_path, tls=tls) as server:
-        deploy = deploy_via(origin, tmp_path, server.url("origin.git"))
+    with HttpGit(tmp_path, tls=tls) as server, Redirect(server.url("")) as redirect:
+        url = redirect.url("origin.git") if redirected else server.url("origin.git")
+        deploy = deploy_via(origin, tmp_path, url)
         sha = advance(origin)
 
         def cli_pull(env: dict[str, str]) -> tuple[int, str, str]:
@@ -200,6 +205,7 @@ def test_an_https_pull_from_the_command_line_loads_the_system_store_first(
     assert code == 0, stderr
     assert head(deploy) == sha
     assert ca.startswith(f"({str(tls.ca)!r}, ")
+    assert bool(redirect.seen) == redirected
 
 
 @needs_http_backend
