@@ -29,26 +29,26 @@ def main() -> None:
 
     quick = quickargs.parse(sys.argv[1:])
     if quick is not None:
-        from gitsafe import prescan
-
-        prescan.start_early(quick.directory, quick.command)
-        from gitsafe import tls
-
-        tls.import_pygit2()
+        _start_run(quick.directory, quick.command)
         sys.exit(quickargs.run(quick))
     guess = _pull_or_doctor(sys.argv[1:])
     if guess is not None:
-        # The work-tree reads of pull and doctor start now, while typer and pygit2 load
-        # (gitsafe/prescan.py); the run uses them only if they were for its repository.
-        from gitsafe import prescan
-
-        prescan.start_early(*guess)
-        from gitsafe import tls
-
-        tls.import_pygit2()
+        _start_run(*guess)
     from gitsafe.cli import main as cli_main
 
     cli_main()
+
+
+def _start_run(where: str, command: str) -> None:
+    """What a ``pull`` or ``doctor`` does before anything else: start its work-tree reads
+    (gitsafe/prescan.py; the run uses them only if they were for its repository), then import
+    pygit2 beside them, without the system's CA bundle (gitsafe/tls.py)."""
+    from gitsafe import prescan
+
+    prescan.start_early(where, command)
+    from gitsafe import tls
+
+    tls.import_pygit2()
 
 
 def _collector_off() -> None:

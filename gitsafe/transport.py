@@ -359,10 +359,11 @@ def fetch(
                 "over git://, ssh:// or http(s)://, or unshallow it once with "
                 "'git fetch --unshallow'"
             )
+    cafile = capath = None
     # http too: libgit2 follows a redirect from http:// to https:// (most hosts send one).
-    cafile, capath = _ca_locations(options) if where.kind in _TLS else (None, None)
     if where.kind in _TLS:
         tls.system_store()  # the command line left it for now (gitsafe/tls.py)
+        cafile, capath = _ca_locations(options)
     if cafile or capath:
         # Adds to the system store (libgit2's TLS settings are process-wide and additive).
         pygit2.settings.set_ssl_cert_locations(cafile, capath)  # type: ignore[arg-type]
