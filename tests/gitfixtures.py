@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 Snapshot = dict[str, tuple[object, ...]]
 
@@ -152,3 +155,42 @@ def heal_and_compare(
     assert git(a, "rev-parse", "HEAD") == git(b, "rev-parse", "HEAD")
     assert status_porcelain(a) == status_porcelain(b)
     return report, a, b
+
+
+# A command-line run, which reports at its end what it loaded of the modules a run should not
+# need, whether the cyclic collector was on, and where libgit2 was told to find trusted CAs.
+_CLI_PROBE = (
+    "import gc, sys\n"
+    "from gitsafe.__main__ import main\n"
+    "try:\n"
+    "    main()\n"
+    "finally:\n"
+    "    watched = ('gitsafe.transport', 'gitsafe.credentials', 'ctypes', 'ssl')\n"
+    "    loaded = sorted(m for m in watched if m in sys.modules)\n"
+    "    import pygit2\n"
+    "    ca = (pygit2.settings.ssl_cert_file, pygit2.settings.ssl_cert_dir)\n"
+    "    sys.stderr.write('PROBE ' + repr((loaded, gc.isenabled(), ca)) + '\\n')\n"
+)
+
+
+class CliRun(NamedTuple):
+    returncode: int
+    stderr: str
+    loaded: list[str]  # of gitsafe.transport, gitsafe.credentials, ctypes and ssl
+    collector: bool  # gc.isenabled() at the end
+    ca: tuple[str | None, str | None]  # pygit2.settings.ssl_cert_file, ssl_cert_dir
+
+
+def run_cli(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> CliRun:
+    """``gitsafe ARGS`` run in ``cwd`` through the entry point, in a child process (with
+    ``NO_COLOR`` and ``env`` added to the environment), and what it reported at its end."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _CLI_PROBE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        check=False,
+    )
+    loaded, collector, ca = ast.literal_eval(proc.stderr.rsplit("PROBE ", 1)[-1])
+    return CliRun(proc.returncode, proc.stderr, loaded, collector, ca)

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 SSHD = "/usr/sbin/sshd"
 HTTP_BACKEND_CANDIDATES = (
@@ -583,7 +583,7 @@ class Relay:
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
-    server: _ProxyServer
+    server: _OwnedServer
     protocol_version = "HTTP/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -651,27 +651,23 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             upstream.close()
 
 
-class _ProxyServer(ThreadingHTTPServer):
+class _OwnedServer(ThreadingHTTPServer):
     daemon_threads = True
-    owner: Proxy
+    owner: Any  # the _Loopback that serves it, for its handlers
 
 
-class Proxy:
-    """An HTTP forward proxy (absolute-URI requests and CONNECT tunnels) that records every
-    request line it carried."""
+class _Loopback:
+    """An HTTP server on a free loopback port, served from a thread inside its with-block;
+    ``seen`` is for its handler to record what it was asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         self.seen: list[str] = []
-        self.server = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
+        self.server = _OwnedServer(("127.0.0.1", 0), handler)
         self.server.owner = self
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Proxy:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -680,8 +676,20 @@ class Proxy:
         self.server.server_close()
 
 
+class Proxy(_Loopback):
+    """An HTTP forward proxy (absolute-URI requests and CONNECT tunnels) that records every
+    request line it carried."""
+
+    def __init__(self) -> None:
+        super().__init__(_ProxyHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 class _RedirectHandler(BaseHTTPRequestHandler):
-    server: _RedirectServer
+    server: _OwnedServer
 
     def do_GET(self) -> None:
         self.server.owner.seen.append(self.path)
@@ -694,33 +702,16 @@ class _RedirectHandler(BaseHTTPRequestHandler):
         pass
 
 
-class _RedirectServer(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: Redirect
-
-
-class Redirect:
+class Redirect(_Loopback):
     """A plain-http server that answers every request with a permanent redirect to the same
     path under ``target`` (an https server, say), as hosts redirect http:// to https://."""
 
     def __init__(self, target: str) -> None:
+        super().__init__(_RedirectHandler)
         self.target = target.rstrip("/")
-        self.seen: list[str] = []
-        self.server = _RedirectServer(("127.0.0.1", 0), _RedirectHandler)
-        self.server.owner = self
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
-
-    def __enter__(self) -> Redirect:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def which(name: str) -> str | None:

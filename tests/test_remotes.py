@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from gitfixtures import Origin, git, snapshot, write
+from gitfixtures import Origin, git, run_cli, snapshot, write
 from servers import (
     SSHD,
     GitDaemon,
@@ -157,19 +157,6 @@ def test_pull_over_https_trusting_the_ca_from_git_ssl_cainfo(
         assert_pulled(gitsafe.pull(deploy), deploy, sha, "https")
 
 
-# The command line's run, reporting at its end where libgit2 was told to find trusted CAs.
-_CA_PROBE = (
-    "import sys\n"
-    "from gitsafe.__main__ import main\n"
-    "try:\n"
-    "    main()\n"
-    "finally:\n"
-    "    import pygit2\n"
-    "    ca = (pygit2.settings.ssl_cert_file, pygit2.settings.ssl_cert_dir)\n"
-    "    sys.stderr.write('CA ' + repr(ca) + '\\n')\n"
-)
-
-
 @needs_http_backend
 @pytest.mark.parametrize("redirected", [False, True], ids=["https", "http-redirected-to-https"])
 def test_an_https_pull_from_the_command_line_loads_the_system_store_first(
@@ -187,24 +174,13 @@ def test_an_https_pull_from_the_command_line_loads_the_system_store_first(
         deploy = deploy_via(origin, tmp_path, url)
         sha = advance(origin)
 
-        def cli_pull(env: dict[str, str]) -> tuple[int, str, str]:
-            proc = subprocess.run(
-                [sys.executable, "-c", _CA_PROBE, "pull", "origin", "main"],
-                cwd=deploy,
-                env={**os.environ, "NO_COLOR": "1", **env},
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            return proc.returncode, proc.stderr, proc.stderr.rsplit("CA ", 1)[-1].strip()
-
-        code, stderr, _ = cli_pull({})
-        assert code == 1 and "certificate" in stderr.lower()
+        refused = run_cli(["pull", "origin", "main"], deploy)
+        assert refused.returncode == 1 and "certificate" in refused.stderr.lower()
         assert head(deploy) != sha
-        code, stderr, ca = cli_pull({"SSL_CERT_FILE": str(tls.ca)})
-    assert code == 0, stderr
+        trusted = run_cli(["pull", "origin", "main"], deploy, {"SSL_CERT_FILE": str(tls.ca)})
+    assert trusted.returncode == 0, trusted.stderr
     assert head(deploy) == sha
-    assert ca.startswith(f"({str(tls.ca)!r}, ")
+    assert trusted.ca[0] == str(tls.ca)
     assert bool(redirect.seen) == redirected
 
 

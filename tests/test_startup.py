@@ -5,37 +5,17 @@ the Python API."""
 
 from __future__ import annotations
 
-import ast
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-PROBE = (
-    "import gc, sys\n"
-    "from gitsafe.__main__ import main\n"
-    "try:\n"
-    "    main()\n"
-    "finally:\n"
-    "    watched = ('gitsafe.transport', 'gitsafe.credentials', 'ctypes', 'ssl')\n"
-    "    loaded = sorted(m for m in watched if m in sys.modules)\n"
-    "    sys.stderr.write('PROBE ' + repr((loaded, gc.isenabled())) + '\\n')\n"
-)
+from gitfixtures import run_cli
 
 
 def _probe(args: list[str], cwd: Path) -> tuple[int, list[str], bool]:
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-        check=False,
-    )
-    line = proc.stderr.rsplit("PROBE ", 1)[-1]
-    loaded, enabled = ast.literal_eval(line)
-    return proc.returncode, loaded, enabled
+    run = run_cli(args, cwd)
+    return run.returncode, run.loaded, run.collector
 
 
 def test_a_doctor_that_does_not_fetch_never_loads_the_transport(deploy: Path) -> None:
@@ -73,22 +53,10 @@ def test_the_ca_store_waits_for_https_on_the_command_line_only(deploy: Path) -> 
     """A command-line run over a local remote never hands libgit2 the system's CA store
     (gitsafe/tls.py); a program that imports gitsafe gets pygit2 as pygit2 sets itself up,
     with the store Python's ssl names."""
-    cli = (
-        "import sys\n"
-        "from gitsafe.__main__ import main\n"
-        "try:\n"
-        "    main()\n"
-        "finally:\n"
-        "    import pygit2\n"
-        "    ca = [pygit2.settings.ssl_cert_file, 'ssl' in sys.modules]\n"
-        "    sys.stderr.write('CA ' + repr(ca) + '\\n')\n"
-    )
     for args in (["pull", "origin", "main"], ["doctor"]):
-        proc = subprocess.run(
-            [sys.executable, "-c", cli, *args], cwd=deploy, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert ast.literal_eval(proc.stderr.rsplit("CA ", 1)[-1]) == [None, False]
+        run = run_cli(args, deploy)
+        assert run.returncode == 0, run.stderr
+        assert [run.ca[0], "ssl" in run.loaded] == [None, False]
     api = (
         "import json, ssl, sys, gitsafe, pygit2\n"
         "report = gitsafe.pull(sys.argv[1], 'origin', 'main')\n"
