@@ -411,6 +411,8 @@ def _validate_paths(files: TreeFiles) -> None:
 
 
 def _tree_entry(tree: pygit2.Tree, path: str) -> tuple[int, pygit2.Oid] | None:
+    """The file ``tree`` holds at ``path``; None where it holds none, or a directory (whose
+    files the diff reports one by one: a submodule the target turns into a directory)."""
     node: pygit2.Object = tree
     for name in os.fsencode(path).split(b"/"):
         if not isinstance(node, pygit2.Tree):
@@ -419,6 +421,8 @@ def _tree_entry(tree: pygit2.Tree, path: str) -> tuple[int, pygit2.Oid] | None:
         if found is None:
             return None
         node = found
+    if isinstance(node, pygit2.Tree):
+        return None
     return _canonical_mode(int(node.filemode)), node.id
 
 

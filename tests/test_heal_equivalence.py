@@ -362,6 +362,24 @@ def test_staged_embedded_repository_is_healed(deploy: Path, tmp_path: Path) -> N
     assert report.backup is not None
 
 
+def test_staged_embedded_repository_where_the_target_tracks_a_directory(
+    origin: Origin, tmp_path: Path
+) -> None:
+    deploy = origin.clone(tmp_path / "deploy")
+    write(origin.work, "embedded/a.txt", "tracked upstream\n")
+    origin.push("a directory where the deploy base has a nested repository")
+    inner = deploy / "embedded"
+    inner.mkdir()
+    git(inner, "init", "-q")
+    write(inner, "inner.txt", "nested work\n")
+    git(inner, "add", "inner.txt")
+    git(inner, "commit", "-qm", "inner")
+    git(deploy, "add", "embedded")  # stages a gitlink where the target has a tree
+    report, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert report.exit_code == 0, report.to_json_text()
+    assert (healed / "embedded/a.txt").read_text() == "tracked upstream\n"
+
+
 def test_empty_shallow_file_left_by_a_killed_fetch_is_cleared(deploy: Path) -> None:
     (deploy / ".git/shallow").write_bytes(b"")
     report = gitsafe.pull(deploy, "origin", "main")
