@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
-from types import FrameType
 
 from gitsafe.errors import Interrupted, LockBusy
 
-# No typing at run time: the early reads import this module before they start
-# (gitsafe/prescan.py).
+# No typing, collections or contextlib at run time (1.5 ms): the early reads import this module
+# before they start (gitsafe/prescan.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
     from typing import Literal
 
     # What a look at run.lock saw: the file's inode, ctime and content (the last holder's
@@ -53,54 +52,69 @@ def _path(gitdir: str) -> str:
     return os.path.join(gitdir, "gitsafe", "run.lock")
 
 
-@contextlib.contextmanager
-def exclusive(
-    gitdir: str,
-    timeout: float,
-    poll: float = 0.05,
-    checkpoint: Callable[[], None] = lambda: None,
-) -> Iterator[Seen]:
-    """Hold ``<gitdir>/gitsafe/run.lock`` with flock for the duration; yields what the file
+class exclusive:  # lower case: used as the function it was, with exclusive(...) as before
+    """Hold ``<gitdir>/gitsafe/run.lock`` with flock for the duration; gives what the file
     held when it was taken (as :func:`peek` sees it), before this run wrote its pid.
 
     The kernel releases an flock when its holder dies, even by SIGKILL, so a crashed run never
-    wedges the next one; the holder's pid is written into the file for the busy message.
+    wedges the next one; the holder's pid is written into the file for the busy message.  A
+    class rather than ``contextlib.contextmanager``, whose import would come before the early
+    reads start.
     """
-    os.makedirs(os.path.join(gitdir, "gitsafe"), exist_ok=True)
-    path = _path(gitdir)
-    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
-    created = False
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
+
+    def __init__(
+        self,
+        gitdir: str,
+        timeout: float,
+        poll: float = 0.05,
+        checkpoint: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._gitdir, self._timeout, self._poll = gitdir, timeout, poll
+        self._checkpoint = checkpoint
+        self._fd = -1
+
+    def __enter__(self) -> Seen:
+        os.makedirs(os.path.join(self._gitdir, "gitsafe"), exist_ok=True)
+        path = _path(self._gitdir)
+        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+        created = False
         try:
-            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
-            created = True
-        except FileExistsError:  # another run created it just now
             fd = os.open(path, flags)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
+        except FileNotFoundError:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if time.monotonic() >= deadline:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                raise LockBusy(
-                    f"busy: another gitsafe (pid {holder}) is running on this repository; "
-                    f"waited {timeout:g}s",
-                    holder=holder,
-                )
-            checkpoint()
-            time.sleep(poll)
-        before = ABSENT if created else _seen(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield before
-    finally:
+                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                created = True
+            except FileExistsError:  # another run created it just now
+                fd = os.open(path, flags)
+        try:
+            deadline = time.monotonic() + self._timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                    raise LockBusy(
+                        f"busy: another gitsafe (pid {holder}) is running on this repository; "
+                        f"waited {self._timeout:g}s",
+                        holder=holder,
+                    )
+                self._checkpoint()
+                time.sleep(self._poll)
+            before = ABSENT if created else _seen(fd)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return before
+
+    def __exit__(self, *_exc: object) -> None:
+        fd, self._fd = self._fd, -1
         os.close(fd)  # closing releases the flock
 
 
