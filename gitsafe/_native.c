@@ -588,21 +588,30 @@ static PyObject *parse_index(PyObject *self, PyObject *arg) {
 
 enum { CLEAN = 0, REST = 1, TOUCHED = 2 };
 
+/* One path of the stat pass.  Lean (40 bytes) and pointing into the Table rather than copying
+ * from it: every page of a fresh allocation costs a page fault on first touch, about 1.5 us
+ * each here, and these are allocated per run for every tracked file. */
 typedef struct {
-    PyObject *path;   /* for a dict: the key, owned (the dict may change while the GIL is out) */
-    Py_ssize_t entry; /* for a Table: the entry's index */
-    PyObject *owned;  /* for a dict: the path as file system bytes, owned */
-    const char *name; /* the path's bytes (in owned or in the Table) */
-    Py_ssize_t name_len;
-    uint32_t mode;
-    long long key[6]; /* mtime ns, ctime ns, ino, size, uid, gid */
+    const char *name;         /* the path's bytes (in the Table, or a dict key's encoding) */
+    const long long *key;     /* mtime ns, ctime ns, ino, size, uid, gid */
     const unsigned char *oid; /* for a Table: the entry's blob id, to hash a touched file against */
+    uint32_t name_len, mode;
+    uint32_t entry; /* for a Table: the entry's index */
     int result;
-    unsigned char packed[40];
 } Item;
+
+/* A dict's path, which the stat pass's items point into. */
+typedef struct {
+    PyObject *path;  /* the key, owned (the dict may change while the GIL is out) */
+    PyObject *owned; /* the path as file system bytes, owned */
+    long long key[6];
+} DictPath;
+
+#define PACKED 40 /* index_stat.pack_stat's bytes: a touched file's stat data */
 
 typedef struct {
     Item *items;
+    unsigned char *packed; /* PACKED bytes for each item, written for touched ones only */
     Py_ssize_t lo, hi;
     int root_fd;
     long long index_mtime_ns;
@@ -614,7 +623,7 @@ typedef struct {
  * interpreter round trip and a hash through libgit2 later: after a build or a restore touched
  * every file, hashing is most of a run. */
 #define READ_BYTES 65536
-#define RECORD 44 /* a touched file in stat_pass's answer: uint32 entry index, 40 packed bytes */
+#define RECORD (4 + PACKED) /* a touched file in stat_pass's answer: uint32 entry index, packed */
 
 /* Does the regular file name (in dirfd), which lstat gave as s, hold exactly the blob oid?
  * "blob <size>\0" and the bytes, hashed as git hashes an object; anything unexpected (another
@@ -706,7 +715,7 @@ static void *scan_chunk(void *arg) {
     for (Py_ssize_t i = c->lo; i < c->hi; i++) {
         Item *it = &c->items[i];
         const char *rel = it->name;
-        Py_ssize_t rel_len = it->name_len;
+        Py_ssize_t rel_len = (Py_ssize_t)it->name_len;
         if (rel_len >= PATH_BYTES || memchr(rel, 0, (size_t)rel_len) != NULL) {
             it->result = REST; /* too long for the buffers, or an embedded NUL: Python decides */
             continue;
@@ -776,7 +785,7 @@ static void *scan_chunk(void *arg) {
             /* Perhaps the same bytes.  A dict's caller hashes it; a Table's entry is hashed
              * here, and only a file that holds its entry's blob stays "touched". */
             it->result = TOUCHED;
-            pack(it->packed, &s, it->mode); /* the stat data from before the read */
+            pack(c->packed + (size_t)i * PACKED, &s, it->mode); /* from before the read */
             if (it->oid != NULL) {
                 if (ctx == NULL && (ctx = EVP_MD_CTX_new()) != NULL) buf = malloc(READ_BYTES);
                 if (c->sha1 == NULL || ctx == NULL || buf == NULL ||
@@ -824,11 +833,13 @@ static Sha1 *sha1_get(void) { return EVP_sha1(); }
 static void sha1_put(Sha1 *md) { (void)md; }
 #endif
 
-/* The stat pass proper: each of count items gets its result, in up to threads threads.  0
- * when the top cannot be opened as a real directory (TreeView.is_dir("")): then none has one.
- * No Python API: it runs without the GIL. */
-static int stat_items(const char *root, Item *items, Py_ssize_t count, long long index_mtime_ns,
-                      int filemode, const EVP_MD *sha1, int threads) {
+/* The stat pass proper: each of count items gets its result, in up to threads threads, and
+ * each touched one its stat data in packed (PACKED bytes an item; the pages of the others are
+ * never written, so a fresh allocation costs nothing for them).  0 when the top cannot be
+ * opened as a real directory (TreeView.is_dir("")): then none has one.  No Python API: it
+ * runs without the GIL. */
+static int stat_items(const char *root, Item *items, unsigned char *packed, Py_ssize_t count,
+                      long long index_mtime_ns, int filemode, const EVP_MD *sha1, int threads) {
     if (threads < 1) threads = 1;
     if (threads > 16) threads = 16;
     /* git's preload_index rule of thumb: a thread is worth it for a few hundred entries. */
@@ -839,8 +850,8 @@ static int stat_items(const char *root, Item *items, Py_ssize_t count, long long
     int root_fd = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (root_fd < 0) return 0;
     for (int t = 0; t < threads; t++) {
-        chunks[t] = (Chunk){items, count * t / threads, count * (t + 1) / threads, root_fd,
-                            index_mtime_ns, filemode, sha1};
+        chunks[t] = (Chunk){items, packed, count * t / threads, count * (t + 1) / threads,
+                            root_fd, index_mtime_ns, filemode, sha1};
         started[t] = t > 0 && pthread_create(&tids[t], NULL, scan_chunk, &chunks[t]) == 0;
     }
     for (int t = 0; t < threads; t++)
@@ -864,13 +875,8 @@ static Py_ssize_t table_stat_items(const TableObject *t, const char *in_near, It
             others[(*nothers)++] = k;
             continue;
         }
-        Item *it = &items[count++];
-        it->entry = k;
-        it->name = t->names + e->name_off;
-        it->name_len = e->name_len;
-        it->mode = e->mode;
-        it->oid = e->oid;
-        memcpy(it->key, e->key, sizeof it->key);
+        items[count++] = (Item){t->names + e->name_off, e->key, e->oid, e->name_len, e->mode,
+                                (uint32_t)k, REST};
     }
     return count;
 }
@@ -885,8 +891,8 @@ static int append_entry_path(PyObject *list, const TableObject *t, Py_ssize_t k)
 /* stat_pass's answer for a Table, (rest, touched records): the others first, then the items
  * the stat data could not vouch for (all of them unless root_ok). */
 static PyObject *table_stat_answer(const TableObject *t, const Py_ssize_t *others,
-                                   Py_ssize_t nothers, const Item *items, Py_ssize_t count,
-                                   int root_ok) {
+                                   Py_ssize_t nothers, const Item *items,
+                                   const unsigned char *packed, Py_ssize_t count, int root_ok) {
     PyObject *rest = PyList_New(0), *touched = NULL, *result = NULL;
     unsigned char *records = malloc((size_t)(count ? count : 1) * RECORD);
     Py_ssize_t nrecords = 0;
@@ -902,9 +908,8 @@ static PyObject *table_stat_answer(const TableObject *t, const Py_ssize_t *other
         int res = root_ok ? it->result : REST;
         if (res == CLEAN) continue;
         if (res == TOUCHED) {
-            uint32_t k = (uint32_t)it->entry;
-            memcpy(records + nrecords * RECORD, &k, 4);
-            memcpy(records + nrecords * RECORD + 4, it->packed, 40);
+            memcpy(records + nrecords * RECORD, &it->entry, 4);
+            memcpy(records + nrecords * RECORD + 4, packed + (size_t)i * PACKED, PACKED);
             nrecords++;
         } else if (append_entry_path(rest, t, it->entry) < 0)
             goto done;
@@ -921,11 +926,13 @@ done:
 static PyObject *table_stat_pass(TableObject *t, PyObject *near, const char *root,
                                  long long index_mtime_ns, int filemode, int threads) {
     size_t n = (size_t)(t->n ? t->n : 1);
-    Item *items = calloc(n, sizeof(Item));
+    Item *items = malloc(n * sizeof *items);
+    unsigned char *packed = malloc(n * PACKED);
     Py_ssize_t *others = malloc(n * sizeof *others), count, nothers;
     char *in_near = near != Py_None ? calloc(n, 1) : NULL;
     PyObject *result = NULL;
-    if (items == NULL || others == NULL || (near != Py_None && in_near == NULL)) {
+    if (items == NULL || packed == NULL || others == NULL ||
+        (near != Py_None && in_near == NULL)) {
         PyErr_NoMemory();
         goto done;
     }
@@ -945,12 +952,13 @@ static PyObject *table_stat_pass(TableObject *t, PyObject *near, const char *roo
     Sha1 *sha1 = sha1_get();
     int root_ok;
     Py_BEGIN_ALLOW_THREADS;
-    root_ok = stat_items(root, items, count, index_mtime_ns, filemode, sha1, threads);
+    root_ok = stat_items(root, items, packed, count, index_mtime_ns, filemode, sha1, threads);
     Py_END_ALLOW_THREADS;
     sha1_put(sha1);
-    result = table_stat_answer(t, others, nothers, items, count, root_ok);
+    result = table_stat_answer(t, others, nothers, items, packed, count, root_ok);
 done:
     free(items);
+    free(packed);
     free(others);
     free(in_near);
     return result;
@@ -978,9 +986,12 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
     }
     Py_ssize_t n = PyDict_GET_SIZE(entries), count = 0, pos = 0;
     PyObject *rest = PyList_New(0), *touched = PyList_New(0), *result = NULL;
-    Item *items = PyMem_Calloc((size_t)(n ? n : 1), sizeof(Item));
+    size_t room = (size_t)(n ? n : 1);
+    Item *items = PyMem_Calloc(room, sizeof *items);
+    DictPath *paths = PyMem_Calloc(room, sizeof *paths);
+    unsigned char *packed = PyMem_Malloc(room * PACKED);
     PyObject *path, *value;
-    if (rest == NULL || touched == NULL || items == NULL) {
+    if (rest == NULL || touched == NULL || items == NULL || paths == NULL || packed == NULL) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         goto done;
     }
@@ -997,35 +1008,37 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
             if (PyList_Append(rest, path) < 0) goto done;
             continue;
         }
-        Item *it = &items[count];
-        if (as_key(PyTuple_GET_ITEM(value, 2), it->key) < 0) {
+        DictPath *dp = &paths[count];
+        if (as_key(PyTuple_GET_ITEM(value, 2), dp->key) < 0) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_TypeError, "an entry's key must be six integers");
             goto done;
         }
-        it->owned = PyUnicode_EncodeFSDefault(path);
-        if (it->owned == NULL) goto done;
-        it->name = PyBytes_AS_STRING(it->owned);
-        it->name_len = PyBytes_GET_SIZE(it->owned);
-        it->path = Py_NewRef(path);
-        it->mode = (uint32_t)mode;
+        dp->owned = PyUnicode_EncodeFSDefault(path);
+        if (dp->owned == NULL) goto done;
+        dp->path = Py_NewRef(path);
+        Py_ssize_t len = PyBytes_GET_SIZE(dp->owned);
+        /* A length past the buffers stands for itself: the pass sends it to Python. */
+        items[count] = (Item){PyBytes_AS_STRING(dp->owned), dp->key, NULL,
+                              (uint32_t)(len < PATH_BYTES ? len : PATH_BYTES), (uint32_t)mode,
+                              0, REST};
         count++;
     }
     int root_ok;
     Py_BEGIN_ALLOW_THREADS;
-    root_ok = stat_items(PyBytes_AS_STRING(root_obj), items, count, index_mtime_ns, filemode,
-                         NULL, threads);
+    root_ok = stat_items(PyBytes_AS_STRING(root_obj), items, packed, count, index_mtime_ns,
+                         filemode, NULL, threads);
     Py_END_ALLOW_THREADS;
     for (Py_ssize_t i = 0; i < count; i++) {
-        Item *it = &items[i];
-        int res = root_ok ? it->result : REST;
+        int res = root_ok ? items[i].result : REST;
         if (res == CLEAN) continue;
         if (res == REST) {
-            if (PyList_Append(rest, it->path) < 0) goto done;
+            if (PyList_Append(rest, paths[i].path) < 0) goto done;
             continue;
         }
-        PyObject *pair = Py_BuildValue("(Oy#)", it->path, (const char *)it->packed,
-                                       (Py_ssize_t)sizeof it->packed);
+        PyObject *pair = Py_BuildValue("(Oy#)", paths[i].path,
+                                       (const char *)packed + (size_t)i * PACKED,
+                                       (Py_ssize_t)PACKED);
         if (pair == NULL || PyList_Append(touched, pair) < 0) {
             Py_XDECREF(pair);
             goto done;
@@ -1034,12 +1047,14 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
     }
     result = PyTuple_Pack(2, rest, touched);
 done:
-    if (items != NULL)
-        for (Py_ssize_t i = 0; i < count; i++) {
-            Py_XDECREF(items[i].owned);
-            Py_XDECREF(items[i].path);
+    if (paths != NULL)
+        for (size_t i = 0; i < room; i++) { /* beyond count too: a fill that failed midway */
+            Py_XDECREF(paths[i].owned);
+            Py_XDECREF(paths[i].path);
         }
     PyMem_Free(items);
+    PyMem_Free(paths);
+    PyMem_Free(packed);
     Py_XDECREF(rest);
     Py_XDECREF(touched);
     Py_DECREF(root_obj);
@@ -2015,12 +2030,13 @@ static PyObject *prescan(PyObject *self, PyObject *args) {
     size_t top_len = (size_t)PyBytes_GET_SIZE(root);
     Specials sp = {0};
     Item *items = NULL;
+    unsigned char *packed = NULL;
     Py_ssize_t *others = NULL, count = 0, nothers = 0, end = 0, ends_len = 0;
     DirSet dirs = {0};
     Scan sc;
     /* state: 1 read and parsed, 0 not the file or not an index parse_index takes, -1 out of
      * memory; scanned: -2 no scan set up, else scan_setup's answer */
-    int state = 0, scanned = -2, marked = 0, root_ok = 0;
+    int state = 0, scanned = -2, marked = 0, root_ok = 0, in_buf = 0;
     Sha1 *sha1 = sha1_get();
     Py_BEGIN_ALLOW_THREADS;
     if (sha1 != NULL && read_whole(fd, buf, size, mtime_ns, ctime_ns) &&
@@ -2038,16 +2054,31 @@ static PyObject *prescan(PyObject *self, PyObject *args) {
             memcpy(ends + 12, buf + end, (size_t)(size - end));
         }
     }
-    free(buf); /* the Table holds its own copy of the names: 18 MB less at 200,000 files */
     if (state == 1) {
+        /* The file's bytes are done with (the Table holds its own copy of the names), and the
+         * read has faulted their pages in: the items and the others go there when they fit,
+         * as they do in any index git writes (an entry takes at least 62 bytes of the file,
+         * an item and an other 48).  Fresh pages would cost a fault each, 4 MB of them at
+         * 50,000 files. */
         size_t n = (size_t)(table->n ? table->n : 1);
-        items = calloc(n, sizeof *items);
-        others = malloc(n * sizeof *others);
-        if (items == NULL || others == NULL) state = -1;
+        if (n * (sizeof *items + sizeof *others) <= (size_t)size + 1) {
+            items = (Item *)(void *)buf;
+            others = (Py_ssize_t *)(void *)(buf + n * sizeof *items);
+            in_buf = 1;
+        } else {
+            items = malloc(n * sizeof *items);
+            others = malloc(n * sizeof *others);
+        }
+        packed = malloc(n * PACKED); /* written only for touched files */
+        if (items == NULL || others == NULL || packed == NULL) state = -1;
+    }
+    if (!in_buf) {
+        free(buf);
+        buf = NULL;
     }
     if (state == 1) {
         count = table_stat_items(table, NULL, items, others, &nothers);
-        root_ok = stat_items(top, items, count, mtime_ns, filemode, sha1, threads);
+        root_ok = stat_items(top, items, packed, count, mtime_ns, filemode, sha1, threads);
         scanned = scan_setup(&sc, &dirs, table, top, top_len);
         if (scanned == 0) scan_run(&sc, threads);
     }
@@ -2063,7 +2094,8 @@ static PyObject *prescan(PyObject *self, PyObject *args) {
         if (parsed == Py_None)
             result = Py_NewRef(Py_None);
         else if (parsed != NULL &&
-                 (stat = table_stat_answer(table, others, nothers, items, count, root_ok))) {
+                 (stat = table_stat_answer(table, others, nothers, items, packed, count,
+                                           root_ok))) {
             holding = scan_answer(&sc);
             if (holding == NULL && PyErr_ExceptionMatches(PyExc_OSError)) {
                 PyErr_Clear(); /* the plan lists for itself */
@@ -2080,8 +2112,12 @@ static PyObject *prescan(PyObject *self, PyObject *args) {
     }
     if (scanned != -2) scan_free(&sc, &dirs);
     specials_free(&sp);
-    free(items);
-    free(others);
+    if (!in_buf) {
+        free(items);
+        free(others);
+    }
+    free(buf);
+    free(packed);
     free(ends);
     Py_DECREF(table);
     Py_DECREF(root);

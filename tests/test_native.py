@@ -617,6 +617,39 @@ def test_stat_pass_hashes_touched_files_as_git_does(tmp_path: Path) -> None:
 
 
 @native
+def test_every_thread_reports_its_touched_files_with_their_own_stat_data(tmp_path: Path) -> None:
+    """Past 500 entries a thread, the stat pass splits the entries between threads; each
+    touched file's stat data must come back with that file, from every thread's share, through
+    stat_pass on a Table or a dict and through prescan."""
+    root = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(root))
+    for i in range(1600):
+        write(root, f"d{i // 100:02d}/f{i:04d}", f"{i}\n")
+    git(root, "add", "-A")
+    index_path = root / ".git" / "index"
+    now = time.time_ns()
+    os.utime(index_path, ns=(now - 20 * 10**9, now - 20 * 10**9))
+    names = git(root, "ls-files", "-z").split("\0")[:-1]
+    for k, name in enumerate(names):  # a different mtime each: no file's data fits another
+        os.utime(root / name, ns=(now - 10**10 + k, now - 10**10 + k))
+    truth = {name: index_stat.pack_stat(os.lstat(root / name), 0o100644) for name in names}
+    mtime = index_path.stat().st_mtime_ns
+    assert accel.native is not None
+    parsed = accel.native.parse_index(index_path.read_bytes())
+    assert parsed is not None
+    table = parsed[0]
+    as_dict = {path: table[path] for path in names}
+    for threads in (1, 2, 3, 4):
+        rest, records = accel.native.stat_pass(table, None, str(root), mtime, True, threads)
+        assert rest == [] and dict(accel.native.record_pairs(table, records)) == truth, threads
+        rest, pairs = accel.native.stat_pass(as_dict, None, str(root), mtime, True, threads)
+        assert rest == [] and dict(pairs) == truth, threads
+        found = _prescan(index_path, root, True, threads)
+        assert found is not None
+        assert found[2] == [] and dict(accel.native.record_pairs(found[1][0], found[3])) == truth
+
+
+@native
 def test_stat_pass_parent_checks_share_prefixes_correctly(tmp_path: Path) -> None:
     """The C loop remembers the last parent it proved a directory and checks only the components
     after the longest shared one; names that share characters but not components ("a.b" then
