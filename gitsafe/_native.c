@@ -599,6 +599,8 @@ typedef struct {
     uint32_t entry; /* for a Table: the entry's index */
     int result;
 } Item;
+/* prescan lays items over the index file's bytes, counting on this size (see there). */
+_Static_assert(sizeof(Item) == 40, "an Item is 40 bytes");
 
 /* A dict's path, which the stat pass's items point into. */
 typedef struct {
@@ -1007,6 +1009,10 @@ static PyObject *stat_pass(PyObject *self, PyObject *args) {
         if (near_path || mode == MODE_GITLINK) {
             if (PyList_Append(rest, path) < 0) goto done;
             continue;
+        }
+        if ((size_t)count >= room) { /* Python code above (__index__, near) grew the dict */
+            PyErr_SetString(PyExc_RuntimeError, "entries changed size during the stat pass");
+            goto done;
         }
         DictPath *dp = &paths[count];
         if (as_key(PyTuple_GET_ITEM(value, 2), dp->key) < 0) {
@@ -1965,7 +1971,7 @@ PyDoc_STRVAR(
     "gitsafe.prescan's reads in one call, without the GIL from the first byte read to the last\n"
     "directory listed.  With data the index file open at fd, which fstat gave as size bytes\n"
     "with mtime_ns and ctime_ns: ends is data[:12] + data[parsed[4]:], the header and what\n"
-    "follows the entries (the file's bytes are freed before the stat pass allocates its own);\n"
+    "follows the entries (the stat pass's items reuse the file's buffer);\n"
     "parsed is parse_index(data); (rest, touched) is stat_pass(the\n"
     "parsed table, None, root, mtime_ns, filemode, threads); holding is\n"
     "table_dirs_holding_others(root, table, threads), or None where that raises OSError.  None\n"

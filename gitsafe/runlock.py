@@ -74,6 +74,8 @@ class exclusive:  # lower case: used as the function it was, with exclusive(...)
         self._fd = -1
 
     def __enter__(self) -> Seen:
+        if self._fd >= 0:
+            raise RuntimeError("the run lock is already held through this object")
         os.makedirs(os.path.join(self._gitdir, "gitsafe"), exist_ok=True)
         path = _path(self._gitdir)
         flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -107,10 +109,11 @@ class exclusive:  # lower case: used as the function it was, with exclusive(...)
             before = ABSENT if created else _seen(fd)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._fd = fd
         except BaseException:
+            self._fd = -1
             os.close(fd)
             raise
-        self._fd = fd
         return before
 
     def __exit__(self, *_exc: object) -> None:

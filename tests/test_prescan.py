@@ -125,6 +125,20 @@ def test_a_busy_run_lock_or_a_git_file_starts_nothing_early(
     assert prescan._early is None
 
 
+def test_the_run_lock_is_released_by_its_with_block_and_not_entered_twice(deploy: Path) -> None:
+    gitdir = str(deploy / ".git")
+    lock = runlock.exclusive(gitdir, 0.2)
+    with pytest.raises(ValueError), lock:
+        assert runlock.peek(gitdir) == runlock.BUSY
+        with pytest.raises(RuntimeError), lock:
+            pass
+        assert runlock.peek(gitdir) == runlock.BUSY  # the refused entry left it held
+        raise ValueError("the body fails")
+    assert runlock.peek(gitdir) != runlock.BUSY  # released on the way out
+    with lock:  # and usable again
+        assert runlock.peek(gitdir) == runlock.BUSY
+
+
 def test_peek_sees_what_exclusive_then_finds(deploy: Path) -> None:
     gitdir = str(deploy / ".git")
     assert runlock.peek(gitdir) == runlock.ABSENT
