@@ -2078,10 +2078,6 @@ static PyObject *prescan(PyObject *self, PyObject *args) {
         packed = malloc(n * PACKED); /* written only for touched files */
         if (items == NULL || others == NULL || packed == NULL) state = -1;
     }
-    if (!in_buf) {
-        free(buf);
-        buf = NULL;
-    }
     if (state == 1) {
         count = table_stat_items(table, NULL, items, others, &nothers);
         root_ok = stat_items(top, items, packed, count, mtime_ns, filemode, sha1, threads);

@@ -111,7 +111,6 @@ class exclusive:  # lower case: used as the function it was, with exclusive(...)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             self._fd = fd
         except BaseException:
-            self._fd = -1
             os.close(fd)
             raise
         return before

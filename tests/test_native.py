@@ -524,7 +524,7 @@ def test_prescan_parses_conflicts_skip_worktree_and_every_version_as_parse_index
     spec: dict[str, object], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The records prescan keeps of conflict stages and skip-worktree entries outlive the
-    file's bytes, which it frees before the stat pass."""
+    file's bytes, which the stat pass's items then overwrite."""
     root = tmp_path_factory.mktemp("idx") / "r"
     data = _build_index(root, spec)
     found = _prescan(root / ".git" / "index", root, True, 2)
