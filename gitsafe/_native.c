@@ -156,6 +156,22 @@ typedef struct {
 
 static PyTypeObject TableType;
 
+/* A zero-filled block for a hash table, written through before any read.  calloc leaves a large
+ * block's fresh pages unmapped; a table's first look at a slot then maps the shared zero page,
+ * and its first store must replace that page and flush the old mapping from the TLB of every
+ * CPU that runs one of the process's threads: an interrupt to each of them, which costs
+ * microseconds under a hypervisor.  Writing the zeros first gives each page its own frame at its
+ * first touch, with nothing to flush. */
+/* Called through a volatile pointer: GCC turns a plain malloc and memset into calloc. */
+static void *(*volatile const fill_bytes)(void *, int, size_t) = memset;
+
+static void *zeroed(size_t count, size_t size) {
+    if (size != 0 && count > SIZE_MAX / size) return NULL;
+    void *p = malloc(count * size);
+    if (p != NULL) fill_bytes(p, 0, count * size);
+    return p;
+}
+
 static uint64_t hash_bytes(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
@@ -453,7 +469,7 @@ static int parse_entries(const unsigned char *data, Py_ssize_t len, TableObject 
         while (slots < (size_t)count * 2 + 2) slots *= 2;
         table->entries = malloc(((size_t)count + 1) * sizeof *table->entries);
         table->names = malloc((size_t)len);
-        table->slots = calloc(slots, sizeof *table->slots);
+        table->slots = zeroed(slots, sizeof *table->slots);
         if (table->entries == NULL || table->names == NULL || table->slots == NULL) return -1;
         table->nslots = slots;
         table->names_cap = (size_t)len;
@@ -1650,28 +1666,46 @@ static int dirset_has(const DirSet *d, const char *s, size_t n) {
     }
 }
 
+/* The length of entry k's parent directory if it has one and the entry before it has another,
+ * else 0: only those entries can bring directories the set does not hold yet. */
+static size_t new_parent(const TableObject *t, Py_ssize_t k) {
+    const TEntry *e = &t->entries[k];
+    const char *p = t->names + e->name_off;
+    size_t parent = e->name_len;
+    while (parent > 0 && p[parent - 1] != '/') parent--;
+    if (parent == 0) return 0;
+    parent--;
+    if (k > 0) {
+        const TEntry *b = &t->entries[k - 1];
+        const char *q = t->names + b->name_off;
+        if (b->name_len > parent && q[parent] == '/' && memcmp(p, q, parent) == 0 &&
+            memchr(q + parent + 1, '/', b->name_len - parent - 1) == NULL)
+            return 0;
+    }
+    return parent;
+}
+
 /* Every leading directory of the Table's paths; -1 when out of memory. */
 static int dirset_build(DirSet *d, const TableObject *t) {
-    /* No more directories than slashes: a table at most half full without regrowth. */
+    /* No more directories than the slashes of the entries that may bring new ones: a table at
+     * most half full without regrowth, sized by what it holds (a thousand directories, not the
+     * 200,000 slashes of 50,000 paths), as its slots are all written before use. */
     size_t slashes = 0;
-    for (size_t i = 0; i < t->names_len; i++) slashes += t->names[i] == '/';
+    for (Py_ssize_t k = 0; k < t->n; k++) {
+        size_t parent = new_parent(t, k);
+        const char *p = t->names + t->entries[k].name_off;
+        for (size_t i = 0; i < parent; i++) slashes += p[i] == '/';
+        slashes += parent > 0;
+    }
     d->t = t;
     d->nslots = 1024;
     while (d->nslots < slashes * 2 + 2) d->nslots *= 2;
-    d->slots = calloc(d->nslots, sizeof *d->slots);
+    d->slots = zeroed(d->nslots, sizeof *d->slots);
     if (d->slots == NULL) return -1;
-    size_t last_parent = 0;
-    const char *last = NULL;
     for (Py_ssize_t k = 0; k < t->n; k++) {
-        const TEntry *e = &t->entries[k];
-        const char *p = t->names + e->name_off;
-        size_t parent = e->name_len;
-        while (parent > 0 && p[parent - 1] != '/') parent--;
+        size_t parent = new_parent(t, k);
         if (parent == 0) continue;
-        parent--;
-        if (last != NULL && parent == last_parent && memcmp(p, last, parent) == 0) continue;
-        last = p;
-        last_parent = parent;
+        const char *p = t->names + t->entries[k].name_off;
         for (size_t len = 1; len <= parent; len++) {
             if (len != parent && p[len] != '/') continue;
             if (dirset_has(d, p, len)) continue;
