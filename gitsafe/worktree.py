@@ -134,3 +134,24 @@ class TreeView:
         if not self.is_dir(path):
             return []
         return sorted(os.listdir(self.abspath(path)))
+
+    def listdir_kinds(self, path: str) -> list[tuple[str, str]]:
+        """:meth:`listdir` with what each name is ("dir", "link", "file" or "other"), as the
+        listing's entry types tell it (an lstat only where the file system does not): git's
+        walk of untracked files reads the types the same way."""
+        if not self.is_dir(path):
+            return []
+        found = []
+        with os.scandir(self.abspath(path)) as listing:
+            for entry in listing:
+                if entry.is_dir(follow_symlinks=False):
+                    kind = "dir"
+                elif entry.is_symlink():
+                    kind = "link"
+                elif entry.is_file(follow_symlinks=False):
+                    kind = "file"
+                else:
+                    kind = "other"
+                found.append((entry.name, kind))
+        found.sort()
+        return found
