@@ -8,14 +8,21 @@ https fetch needs (gitsafe/tls.py), and their plain command lines run without ty
 (gitsafe/quickargs.py).
 
 The command line runs with the cyclic garbage collector off, and frozen at exit (see
-:func:`_collector_off`).
+:func:`_collector_off`), and the console script ends without the interpreter's teardown (see
+:func:`run`).
 """
 
 from __future__ import annotations
 
 import atexit
 import gc
+import os
 import sys
+
+# Not typing's (mypy reads it as typing's): typing would load before the early reads start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def main() -> None:
@@ -49,6 +56,42 @@ def _start_run(where: str, command: str) -> None:
     from gitsafe import tls
 
     tls.import_pygit2()
+
+
+def run() -> None:
+    """The ``gitsafe`` console script: :func:`main`, then a quick exit (:func:`_finish`).
+
+    :func:`main` itself ends in ``SystemExit``, for callers that run it in-process and catch it.
+    """
+    try:
+        main()
+    except SystemExit as e:
+        if e.code is None or (isinstance(e.code, int) and not isinstance(e.code, bool)):
+            _finish(e.code or 0)
+        raise  # a message to print: the interpreter's exit does that
+    _finish(0)
+
+
+def _finish(code: int) -> NoReturn:
+    """Exit with ``code`` once the output is out and every exit handler has run, skipping the
+    interpreter's teardown.
+
+    The teardown frees every module and object one by one: 2.6 ms of a 100 ms doctor at 50,000
+    files (docs/performance.md), for memory the kernel takes back at once.  Nothing a run leaves
+    needs it: its files are closed and renamed into place before the report is printed, its run
+    lock is an flock that closing the descriptor releases, and the early reads are joined by an
+    exit handler.  Where the output cannot be flushed (a closed pipe), the interpreter's own
+    exit reports it, as before.
+    """
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        atexit._run_exitfuncs()  # what the interpreter would run first, then forget
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        sys.exit(code)
+    os._exit(code)
 
 
 def _collector_off() -> None:
@@ -88,4 +131,4 @@ def _pull_or_doctor(args: list[str]) -> tuple[str, str] | None:
 
 
 if __name__ == "__main__":
-    main()
+    run()

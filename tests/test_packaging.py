@@ -173,7 +173,7 @@ def test_wheel_ships_every_module_py_typed_license_and_the_entry_point(dist: Pat
     assert package <= names, package - names
     assert "gitsafe/py.typed" in names
     assert f"{info}/licenses/LICENSE" in names
-    assert "gitsafe = gitsafe.__main__:main" in entry_points
+    assert "gitsafe = gitsafe.__main__:run" in entry_points
     assert f"\nVersion: {__version__}\n" in metadata
     assert "Requires-Dist: pygit2" in metadata
     assert "Typing :: Typed" in metadata

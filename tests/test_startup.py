@@ -69,3 +69,57 @@ def test_the_ca_store_waits_for_https_on_the_command_line_only(deploy: Path) -> 
     )
     code, cafile, expected_file, capath, expected_dir = json.loads(proc.stdout)
     assert code == 0 and (cafile, capath) == (expected_file, expected_dir)
+
+
+_CONSOLE = (
+    "import atexit, sys\n"
+    "from gitsafe.__main__ import {entry}\n"
+    "atexit.register(lambda: sys.stderr.write('EXIT HANDLER RAN\\n'))\n"
+    "{entry}()\n"
+)
+
+
+def _console(
+    entry: str, args: list[str], cwd: Path, **kw: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _CONSOLE.format(entry=entry), *args],
+        cwd=cwd,
+        text=True,
+        check=False,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_the_console_script_ends_as_main_does_without_the_teardown(deploy: Path) -> None:
+    """The console script (``run``) skips the interpreter's teardown: the exit code, all of
+    the output and every exit handler are those of :func:`main`, which ends in SystemExit."""
+    (deploy / "scratch.txt").write_text("x\n")
+    for args in (["doctor", "--json"], ["doctor", "--json", "--"], ["--version"]):
+        quick = _console("run", args, deploy, capture_output=True)
+        plain = _console("main", args, deploy, capture_output=True)
+        assert quick.returncode == plain.returncode == (0 if args == ["--version"] else 1)
+        assert quick.stderr.endswith("EXIT HANDLER RAN\n"), quick.stderr
+        if args != ["--version"]:
+            steady = ("started_at", "duration_ms", "timings")
+            q, p = json.loads(quick.stdout), json.loads(plain.stdout)
+            assert {k: v for k, v in q.items() if k not in steady} == {
+                k: v for k, v in p.items() if k not in steady
+            }
+        else:
+            assert quick.stdout == plain.stdout != ""
+
+
+def test_output_that_cannot_be_written_fails_the_console_script_as_it_fails_main(
+    deploy: Path,
+) -> None:
+    """Where the output cannot be written (a full disk here), the console script fails with
+    the message and exit code that :func:`main` gets from the interpreter."""
+    codes = []
+    for entry in ("run", "main"):
+        with open("/dev/full", "w") as full:
+            proc = _console(entry, ["--version"], deploy, stdout=full, stderr=subprocess.PIPE)
+        assert "EXIT HANDLER RAN" in proc.stderr
+        assert "No space left on device" in proc.stderr
+        codes.append(proc.returncode)
+    assert codes[0] == codes[1] != 0
