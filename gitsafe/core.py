@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,7 +44,7 @@ from gitsafe.repository import (
     open_checkout,
     refusals,
 )
-from gitsafe.settings import Settings, resolve
+from gitsafe.settings import Settings, report_setting, resolve
 from gitsafe.worktree import TreeView
 
 _MAX_LISTED_COMMITS = 1000
@@ -319,11 +320,12 @@ def _prepare(
     report = out
     co = open_checkout(os.fspath(path))
     report.repo = co.workdir
+    if report.command == "pull":
+        # Decided before the other settings, so that a run that fails on one of them still
+        # leaves its report where the next `gitsafe report` looks.
+        report.report_path = _pull_report_path(co, flags.get("report"), env)
     settings = resolve(co.repo.config, env, **flags)
     report.settings = settings.as_json()
-    if settings.report.value:
-        check_report_path(settings.report.value)
-        report.report_path = settings.report.value
     if co.repo.head_is_unborn:
         raise Refused(f"{co.workdir}: HEAD is unborn (no commit yet); clone the deploy base first")
     source = choose(co.repo, remote, branch)
@@ -331,6 +333,17 @@ def _prepare(
     report.branch = source.branch
     report.head_before = str(co.repo.head.target)
     return co, settings, source
+
+
+def _pull_report_path(co: Checkout, explicit: str | None, env: Mapping[str, str] | None) -> str:
+    """Where a pull writes its report: ``--report``, else ``GITSAFE_REPORT`` or
+    ``gitsafe.report`` (that setting alone, as ``gitsafe report`` reads it), else the sentinel
+    in the git directory; refused here if it cannot be written safely."""
+    chosen = explicit or report_setting(co.repo.config, env).value
+    if not chosen:
+        return _default_report_path(co)
+    check_report_path(chosen)
+    return chosen
 
 
 def check_report_path(path: str) -> None:
@@ -343,6 +356,10 @@ def check_report_path(path: str) -> None:
         raise UsageError(f"report path {path}: directory {parent} does not exist")
     if os.path.isdir(full):
         raise UsageError(f"report path {path} is a directory")
+    if os.path.lexists(full) and not stat.S_ISREG(os.lstat(full).st_mode):
+        # The report replaces the file by a rename: a device (/dev/null), a fifo or a socket
+        # would be replaced by a plain file.
+        raise UsageError(f"report path {path} is not a regular file; gitsafe replaces the file")
     if not os.access(parent, os.W_OK | os.X_OK) or execute.read_only_mount(parent):
         raise UsageError(f"report path {path}: directory {parent} is not writable")
 
@@ -388,6 +405,9 @@ def doctor(
     started, t0 = _now(), time.monotonic()
     report = Report("doctor", started_at=started)
     try:
+        if report_path:  # doctor writes a report only when asked, never to the default path
+            check_report_path(report_path)
+            report.report_path = report_path
         co, settings, source = _prepare(
             path,
             remote,
@@ -399,9 +419,6 @@ def doctor(
             depth=depth,
             accept_new_host_key=accept_new_host_key,
         )
-        if report_path:  # doctor writes a report only when asked, never to the default path
-            check_report_path(report_path)
-        report.report_path = report_path
         if fetch_first:
             target = _fetch(co, settings, source, report, env, progress, keep_fetch_head=False)
         else:
@@ -429,8 +446,8 @@ def doctor(
         _fail(report, e)
         report.exit_code = 2  # doctor: 2 whenever no plan could be given
     report.duration_ms = int((time.monotonic() - t0) * 1000)
-    if report_path:
-        _save(report, report_path)
+    if report.report_path:
+        _save(report, report.report_path)
     return report
 
 
@@ -492,8 +509,6 @@ def pull(
             accept_new_host_key=accept_new_host_key,
             **alerting_flags,
         )
-        if report.report_path is None:
-            report.report_path = _default_report_path(co)
         if not settings.enabled.value:
             _disabled_pull(co, source, report, quiet_git)
         else:
@@ -564,6 +579,9 @@ def _alert_and_measure(
 
 def _save(report: Report, path: str) -> None:
     try:
+        if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+            # checked before the run; this is what took its place since
+            raise OSError(errno.EEXIST, "not a regular file; gitsafe replaces only a file")
         write_atomic(path, report.to_json_text())
     except OSError as e:
         report.warnings.append(f"could not write the report to {path}: {e.strerror or e}")

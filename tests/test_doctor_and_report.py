@@ -149,6 +149,59 @@ def test_report_path_through_a_symlink_is_refused_before_anything_is_touched(
     assert (deploy / "scratch.txt").exists()
 
 
+@pytest.mark.parametrize("failure", [None, "unknown-remote", "missing-directory", "bad-setting"])
+def test_doctor_never_writes_through_a_symlinked_report_path(
+    deploy: Path, tmp_path: Path, failure: str | None
+) -> None:
+    """The report path is refused first, whatever else would fail later (a run that failed
+    before its check used to save its report through the link)."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    link = tmp_path / "report.json"
+    os.symlink(victim, link)
+    where, remote, env = deploy, None, None
+    if failure == "unknown-remote":
+        remote = "upstraem"
+    elif failure == "missing-directory":
+        where = tmp_path / "missing"
+    elif failure == "bad-setting":
+        env = {"GITSAFE_LOCK_TIMEOUT": "soon"}
+    report = gitsafe.doctor(where, remote, report_path=str(link), env=env)
+    assert (report.exit_code, report.error["kind"]) == (2, "usage")
+    assert "symlink" in report.error["message"] and report.report_path is None
+    assert victim.read_text() == "untouched\n" and link.is_symlink()
+
+
+@pytest.mark.parametrize("failure", ["unknown-remote", "bad-setting", "bad-pattern"])
+@pytest.mark.parametrize("where", ["default", "flag", "env"])
+def test_a_pull_that_fails_on_its_settings_still_replaces_the_last_report(
+    deploy: Path, tmp_path: Path, failure: str, where: str
+) -> None:
+    """Once the repository is open, a failed pull writes its report where the next
+    ``gitsafe report`` looks, so the previous run's success cannot stand for it."""
+    path = {
+        "default": deploy / ".git" / "gitsafe" / "last-report.json",
+        "flag": tmp_path / "flag.json",
+        "env": tmp_path / "env.json",
+    }[where]
+    flag = str(path) if where == "flag" else None
+    env = {"GITSAFE_REPORT": str(path)} if where == "env" else {}
+    assert gitsafe.pull(deploy, report_path=flag, env=env).exit_code == 0
+    assert json.loads(path.read_text())["exit_code"] == 0
+    remote, exclude = "origin", ["deploy-hook.log"]
+    if failure == "unknown-remote":
+        remote = "upstraem"
+    elif failure == "bad-setting":
+        env = {**env, "GITSAFE_LOCK_TIMEOUT": "soon"}
+    else:
+        exclude = ["!keep.txt"]
+    report = gitsafe.pull(deploy, remote, "main", report_path=flag, env=env, exclude=exclude)
+    assert report.exit_code == 2 and report.report_path == str(path)
+    saved = json.loads(path.read_text())
+    assert (saved["exit_code"], saved["outcome"]) == (2, report.outcome)
+    validate(report)
+
+
 def test_report_path_in_a_missing_directory_is_refused(deploy: Path, tmp_path: Path) -> None:
     write(deploy, "scratch.txt")
     report = gitsafe.pull(deploy, report_path=str(tmp_path / "nope" / "r.json"))

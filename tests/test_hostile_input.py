@@ -23,6 +23,8 @@ import json
 import os
 import pwd
 import shutil
+import socket
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -386,6 +388,36 @@ def test_report_path_through_a_symlink_is_refused_and_nothing_touched(
     assert os.readlink(link) == str(victim)
     assert snapshot(outside) == outside_before
     assert_unchanged(before, checkout_state(deploy))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "device"])
+def test_report_path_that_is_not_a_regular_file_is_refused_and_left_alone(
+    origin: Origin, deploy: Path, tmp_path: Path, kind: str
+) -> None:
+    """The report replaces its file by a rename: ``--report /dev/null`` once replaced the
+    device with a plain file."""
+    make_dirty(origin, deploy)
+    path = tmp_path / "r.json"
+    with contextlib.ExitStack() as stack:
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "socket":
+            sock = stack.enter_context(socket.socket(socket.AF_UNIX))
+            sock.bind(str(path))
+        else:
+            if os.geteuid() != 0:
+                pytest.skip("mknod needs root")
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # as /dev/null
+        mode = os.lstat(path).st_mode
+        before = checkout_state(deploy)
+        proc, data = pull_cli(deploy, "--report", str(path), cwd=tmp_path)
+        assert_one_line_failure(proc, data, 2, str(path), "not a regular file")
+        assert os.lstat(path).st_mode == mode
+        assert_unchanged(before, checkout_state(deploy))
+        proc = cli("doctor", "-q", "-C", str(deploy), "--report", str(path), cwd=tmp_path)
+        assert proc.returncode == 2 and "not a regular file" in proc.stderr, proc.stderr
+        assert os.lstat(path).st_mode == mode
+        assert_unchanged(before, checkout_state(deploy))
 
 
 def _garbage(data: bytes) -> bytes:
