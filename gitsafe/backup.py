@@ -356,25 +356,42 @@ def _blob_data(repo: pygit2.Repository, oid: pygit2.Oid) -> bytes:
 
 
 def list_backups(repo: pygit2.Repository) -> list[Listed]:
-    """Backups, newest first."""
+    """Backups, newest first.
+
+    A ref under the prefix that is not a commit whose tree holds a JSON manifest (one made by
+    hand, or brought in by a mirror fetch) is not gitsafe's: it is never listed, restored or
+    pruned.
+    """
     found = []
     for name in repo.references:
         if not name.startswith(REF_PREFIX):
             continue
-        commit = repo.references[name].peel(pygit2.Commit)
-        manifest = json.loads(_blob_data(repo, commit.tree["manifest.json"].id))
-        found.append(Listed(name[len(REF_PREFIX) :], name, commit, manifest))
+        try:
+            commit = repo.references[name].peel(pygit2.Commit)
+            entry = commit.tree["manifest.json"]
+            manifest = json.loads(_blob_data(repo, entry.id)) if entry.type_str == "blob" else None
+        except (KeyError, ValueError, pygit2.GitError):
+            continue
+        if isinstance(manifest, dict):
+            found.append(Listed(name[len(REF_PREFIX) :], name, commit, manifest))
     return sorted(found, key=lambda b: b.id, reverse=True)
 
 
 def prune(
-    repo: pygit2.Repository, gitdir: str, keep: int, keep_days: float, now: float | None = None
+    repo: pygit2.Repository,
+    gitdir: str,
+    keep: int,
+    keep_days: float,
+    now: float | None = None,
+    made_now: str | None = None,
 ) -> list[str]:
-    """Drop backups beyond the newest ``keep`` that are also older than ``keep_days``."""
+    """Drop backups beyond the newest ``keep`` that are also older than ``keep_days``; never
+    ``made_now``, the backup of the run that prunes (``backupKeep=0`` with
+    ``backupKeepDays=0`` would otherwise drop it as soon as it was saved)."""
     now = time.time() if now is None else now
     pruned = []
     for n, b in enumerate(list_backups(repo)):
-        if n < keep or now - b.created < keep_days * 86400:
+        if n < keep or now - b.created < keep_days * 86400 or b.id == made_now:
             continue
         repo.references.delete(b.ref)
         shutil.rmtree(os.path.join(gitdir, "gitsafe", "aside", b.id), ignore_errors=True)

@@ -667,7 +667,11 @@ def _converge(
         )
         if info is not None:
             info.pruned = backup.prune(
-                repo, co.gitdir, settings.backup_keep.value, settings.backup_keep_days.value
+                repo,
+                co.gitdir,
+                settings.backup_keep.value,
+                settings.backup_keep_days.value,
+                made_now=backup_id,
             )
             report.backup = info.as_json()
     checkpoint()

@@ -842,6 +842,57 @@ def test_retention_keeps_backups_younger_than_keep_days_beyond_the_count(deploy:
     assert _backup_refs(deploy) == ids
 
 
+def test_retention_of_zero_never_drops_the_backup_the_pull_just_made(
+    deploy: Path, tmp_path: Path
+) -> None:
+    """``backupKeep=0`` with ``backupKeepDays=0`` keeps only the newest backup: each pull's own
+    backup survives it, the one before goes."""
+    env = {"GITSAFE_BACKUP_KEEP": "0", "GITSAFE_BACKUP_KEEP_DAYS": "0"}
+    ids = []
+    for n in range(3):
+        write(deploy, f"precious-{n}.txt", f"only copy {n}\n")
+        report = gitsafe.pull(deploy, "origin", "main", env=env)
+        assert report.exit_code == 0, report.to_json_text()
+        assert report.backup is not None
+        ids.append(report.backup["id"])
+        assert report.backup["pruned"] == ids[:-1][-1:]
+        assert _backup_refs(deploy) == [ids[-1]]
+    proc = cli("restore", "--into", str(tmp_path / "rescue"), "-C", str(deploy))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "rescue/precious-2.txt").read_text() == "only copy 2\n"
+
+
+@pytest.mark.parametrize("target", ["commit-without-manifest", "blob", "manifest-not-json"])
+def test_a_ref_among_the_backups_that_gitsafe_did_not_make_is_left_alone(
+    deploy: Path, tmp_path: Path, target: str
+) -> None:
+    """A ref under refs/gitsafe/backups/ from elsewhere (made by hand, a mirror fetch) is never
+    listed, restored or pruned, and breaks neither ``backups`` nor a pull."""
+    if target == "blob":
+        oid = git(deploy, "rev-parse", "HEAD:README.md").strip()
+    elif target == "commit-without-manifest":
+        oid = git(deploy, "rev-parse", "HEAD").strip()
+    else:
+        repo = pygit2.Repository(str(deploy))
+        builder = repo.TreeBuilder()
+        builder.insert("manifest.json", repo.create_blob(b"{not json"), pygit2.GIT_FILEMODE_BLOB)
+        who = pygit2.Signature("t", "t@t")
+        oid = str(repo.create_commit(None, who, who, "not a backup", builder.write(), []))
+    foreign = "refs/gitsafe/backups/00000000T000000.000Z-foreign"
+    git(deploy, "update-ref", foreign, oid)
+    env = {"GITSAFE_BACKUP_KEEP": "0", "GITSAFE_BACKUP_KEEP_DAYS": "0"}
+    write(deploy, "scratch.txt", "scratch\n")
+    report = gitsafe.pull(deploy, "origin", "main", env=env)
+    assert report.exit_code == 0, report.to_json_text()
+    assert report.backup is not None and report.backup["pruned"] == []
+    assert git(deploy, "rev-parse", foreign).strip() == oid
+    proc = cli_process("backups", "-C", str(deploy), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["id"] for r in json.loads(proc.stdout)] == [report.backup["id"]]
+    proc = cli_process("restore", "00000000T", "--into", str(tmp_path / "r"), "-C", str(deploy))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+
+
 # -- when no backup is made --------------------------------------------------------------------
 
 
