@@ -364,6 +364,40 @@ def check_report_path(path: str) -> None:
         raise UsageError(f"report path {path}: directory {parent} is not writable")
 
 
+def _check_options(**options: object) -> None:
+    """The keyword arguments' types, before anything is touched (a wrong one used to surface
+    only where it was used, part way through a pull)."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in ("lock_timeout", "stale_lock_age", "alert_timeout"):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            kind = "a number of seconds"
+        elif name in ("retries", "depth"):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an int"
+        elif name in ("backup", "accept_new_host_key", "quiet_git", "progress", "fetch_first"):
+            ok, kind = isinstance(value, bool), "a bool"
+        elif name == "env":
+            ok, kind = isinstance(value, Mapping), "a mapping of str to str"
+        elif name in ("report_path", "metrics_file"):
+            ok = isinstance(value, str) or isinstance(value, os.PathLike)
+            kind = "a str or os.PathLike"
+        else:
+            ok, kind = isinstance(value, str), "a str"
+        if not ok:
+            raise TypeError(f"{name} must be {kind} or None, not {type(value).__name__}")
+
+
+def _fspath(value: str | os.PathLike[str] | None) -> str | None:
+    """A path argument as text (a ``pathlib.Path`` is welcome where a str is)."""
+    if value is None:
+        return None
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise TypeError("a path must be a str or an os.PathLike of str, not bytes")
+    return text
+
+
 def _check_types(path: object, remote: object, branch: object, exclude: object) -> list[str]:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError("path must be a str or os.PathLike")
@@ -390,7 +424,7 @@ def doctor(
     *,
     exclude: Sequence[str] = (),
     fetch_first: bool = False,
-    report_path: str | None = None,
+    report_path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     retries: int | None = None,
     depth: int | None = None,
@@ -402,6 +436,16 @@ def doctor(
     ``progress=True`` shows a progress bar for ``fetch_first`` when stderr is a terminal.
     """
     patterns = _check_types(path, remote, branch, exclude)
+    _check_options(
+        fetch_first=fetch_first,
+        report_path=report_path,
+        env=env,
+        retries=retries,
+        depth=depth,
+        accept_new_host_key=accept_new_host_key,
+        progress=progress,
+    )
+    report_path = _fspath(report_path)
     started, t0 = _now(), time.monotonic()
     report = Report("doctor", started_at=started)
     try:
@@ -457,7 +501,7 @@ def pull(
     branch: str | None = None,
     *,
     exclude: Sequence[str] = (),
-    report_path: str | None = None,
+    report_path: str | os.PathLike[str] | None = None,
     lock_timeout: float | None = None,
     stale_lock_age: float | None = None,
     backup: bool | None = None,
@@ -467,7 +511,7 @@ def pull(
     webhook: str | None = None,
     webhook_format: str | None = None,
     alert_timeout: float | None = None,
-    metrics_file: str | None = None,
+    metrics_file: str | os.PathLike[str] | None = None,
     retries: int | None = None,
     depth: int | None = None,
     accept_new_host_key: bool | None = None,
@@ -481,6 +525,24 @@ def pull(
     shows a progress bar for the fetch when stderr is a terminal.
     """
     patterns = _check_types(path, remote, branch, exclude)
+    _check_options(
+        report_path=report_path,
+        lock_timeout=lock_timeout,
+        stale_lock_age=stale_lock_age,
+        backup=backup,
+        env=env,
+        quiet_git=quiet_git,
+        alert_command=alert_command,
+        webhook=webhook,
+        webhook_format=webhook_format,
+        alert_timeout=alert_timeout,
+        metrics_file=metrics_file,
+        retries=retries,
+        depth=depth,
+        accept_new_host_key=accept_new_host_key,
+        progress=progress,
+    )
+    report_path, metrics_file = _fspath(report_path), _fspath(metrics_file)
     started, t0 = _now(), time.monotonic()
     report = Report("pull", started_at=started)
     co: Checkout | None = None

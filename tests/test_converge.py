@@ -257,6 +257,48 @@ def test_operational_failures_are_reports_and_misuse_raises(deploy: Path) -> Non
     assert (report.exit_code, report.error["kind"]) == (2, "usage")
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"lock_timeout": "5"},
+        {"stale_lock_age": "10"},
+        {"alert_timeout": "1"},
+        {"backup": "no"},
+        {"retries": 1.5},
+        {"depth": True},
+        {"accept_new_host_key": 1},
+        {"report_path": b"/tmp/r.json"},
+        {"metrics_file": 7},
+        {"webhook": 7},
+        {"env": ["GITSAFE_BACKUP=0"]},
+    ],
+)
+def test_a_keyword_of_the_wrong_type_raises_before_anything_is_touched(
+    deploy: Path, bad: dict[str, object]
+) -> None:
+    write(deploy, "scratch.txt", "only copy\n")
+    head = git(deploy, "rev-parse", "HEAD")
+    with pytest.raises(TypeError, match=next(iter(bad))):
+        gitsafe.pull(deploy, "origin", "main", **bad)  # type: ignore[arg-type]
+    if set(bad) <= {"report_path", "env", "retries", "depth", "accept_new_host_key"}:
+        with pytest.raises(TypeError, match=next(iter(bad))):
+            gitsafe.doctor(deploy, **bad)  # type: ignore[arg-type]
+    assert (deploy / "scratch.txt").read_text() == "only copy\n"
+    assert git(deploy, "rev-parse", "HEAD") == head
+    assert not (deploy / ".git/gitsafe/last-report.json").exists()
+
+
+def test_paths_may_be_path_objects(deploy: Path, tmp_path: Path) -> None:
+    write(deploy, "scratch.txt")
+    report = gitsafe.pull(deploy, report_path=tmp_path / "r.json", metrics_file=tmp_path / "m.prom")
+    assert report.exit_code == 0, report.to_json_text()
+    assert report.report_path == str(tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())["exit_code"] == 0
+    assert "gitsafe_last_exit_code" in (tmp_path / "m.prom").read_text()
+    report = gitsafe.doctor(deploy, report_path=tmp_path / "d.json")
+    assert json.loads((tmp_path / "d.json").read_text())["command"] == "doctor"
+
+
 def test_fresh_lock_left_by_a_killed_gitsafe_run_is_removed_at_once(deploy: Path) -> None:
     lock = deploy / ".git/index.lock"
     _lock(lock, 0)

@@ -251,6 +251,27 @@ def test_lock_timeout_precedence_and_bad_values(
     assert (bad.exit_code, bad.error["kind"]) == (2, "usage")
 
 
+@pytest.mark.parametrize(
+    "name", ["GITSAFE_BACKUP_KEEP", "GITSAFE_RETRIES", "GITSAFE_DEPTH", "GITSAFE_LOCK_TIMEOUT"]
+)
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "1_0", "9" * 5000, " "])
+def test_numbers_in_settings_are_ascii_digits_or_a_configuration_error(
+    deploy: Path, name: str, value: str
+) -> None:
+    """``str.isdigit`` takes superscripts and other scripts' digits, which ``int`` refuses or
+    reads; every one is a configuration error, as git would have it, never a traceback."""
+    write(deploy, "scratch.txt")
+    report = gitsafe.pull(deploy, "origin", "main", env={name: value})
+    assert (report.exit_code, report.error["kind"]) == (2, "usage"), report.to_json_text()
+    assert (deploy / "scratch.txt").exists()
+
+
+def test_a_size_setting_of_other_digits_is_a_configuration_error(deploy: Path) -> None:
+    git(deploy, "config", "gitsafe.backupMaxFileSize", "\u00b2m")
+    report = gitsafe.doctor(deploy)
+    assert (report.exit_code, report.error["kind"]) == (2, "usage"), report.to_json_text()
+
+
 @pytest.mark.parametrize("value", ["0", "false", "no", "off", "OFF"])
 def test_kill_switch_runs_plain_git_pull(
     origin: Origin, deploy: Path, monkeypatch: pytest.MonkeyPatch, value: str
