@@ -380,7 +380,7 @@ def _check_options(**options: object) -> None:
         elif name == "env":
             ok, kind = isinstance(value, Mapping), "a mapping of str to str"
         elif name in ("report_path", "metrics_file"):
-            ok = isinstance(value, str) or isinstance(value, os.PathLike)
+            ok = isinstance(value, (str, os.PathLike))
             kind = "a str or os.PathLike"
         else:
             ok, kind = isinstance(value, str), "a str"
