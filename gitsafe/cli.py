@@ -315,8 +315,8 @@ def restore(
 ) -> None:
     """Give back what a pull discarded: files into DIR, dropped commits as a branch.
 
-    Exit codes: 0 restored; 1 some paths existed already and were skipped; 2 usage error or no
-    such backup.
+    Exit codes: 0 restored; 1 some paths existed already and were skipped; 2 usage error, no
+    such backup, or a destination that cannot be written (a file, a read-only or full disk).
     """
     from gitsafe.restore_cli import restore_command
 

@@ -49,6 +49,8 @@ def load(path: str) -> tuple[str, Report]:
         data = json.loads(text)
     except ValueError as e:
         raise Unreadable(f"{path} is not a gitsafe report (invalid JSON: {e})") from None
+    except RecursionError:  # nested deeper than the parser goes: no report is
+        raise Unreadable(f"{path} is not a gitsafe report (JSON nested too deep)") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else None
         raise Unreadable(f"{path} is not a {SCHEMA} report (schema: {found!r})")
@@ -92,7 +94,12 @@ def report_command(path: str | None, directory: str, as_json: bool, mirror_exit:
             return EXIT_UNREADABLE
         sys.stdout.write(captured.get())
     if mirror_exit:
-        return report.exit_code if isinstance(report.exit_code, int) else EXIT_UNREADABLE
+        code = report.exit_code
+        # Only what a run can exit with: 300 would become 44, and true 1.
+        if isinstance(code, int) and not isinstance(code, bool) and 0 <= code <= 255:
+            return code
+        errors.print(f"gitsafe report: {chosen} holds no exit code (got {code!r})", markup=False)
+        return EXIT_UNREADABLE
     return 0
 
 

@@ -58,6 +58,9 @@ def restore_command(
     if (into is None) == (not in_place):
         console.print("gitsafe restore: give exactly one of --into DIR or --in-place")
         return 2
+    if into == "":
+        console.print("gitsafe restore: --into needs a directory (an empty one, or a new path)")
+        return 2
     try:
         co = open_checkout(path)
     except GitsafeError as e:
@@ -69,7 +72,18 @@ def restore_command(
         console.print(f"gitsafe restore: {what} (see 'gitsafe backups')", markup=False)
         return 2
     target = co.workdir if in_place else os.path.abspath(str(into))
-    result = backup.restore(co.repo, co.gitdir, found, target, in_place)
+    try:
+        result = backup.restore(co.repo, co.gitdir, found, target, in_place)
+    except OSError as e:
+        # The destination, not the backup: a file where the directory goes, a read-only or
+        # full file system.  What was written so far stays; a rerun skips it.
+        where = e.filename if isinstance(e.filename, str) else target
+        console.print(
+            f"gitsafe restore: cannot write {where}: {e.strerror or e}; nothing is lost, the "
+            f"backup {found.id} is unchanged",
+            markup=False,
+        )
+        return 2
     if as_json:
         data = {
             "id": found.id,

@@ -1073,6 +1073,23 @@ def test_backups_json_lists_ids_newest_first_with_counts(
     assert json.loads(proc.stdout)["id"] == second.backup["id"]
 
 
+@pytest.mark.parametrize("where", ["a-file", "below-a-file", "empty"])
+def test_restore_into_a_destination_that_cannot_be_a_directory_exits_2_in_one_line(
+    deploy: Path, tmp_path: Path, where: str
+) -> None:
+    write(deploy, "scratch.txt", "only copy\n")
+    report = gitsafe.pull(deploy, "origin", "main", env={})
+    assert report.backup is not None
+    (tmp_path / "afile").write_text("mine\n")
+    into = {"a-file": "afile", "below-a-file": "afile/rescue", "empty": ""}[where]
+    target = str(tmp_path / into) if into else ""
+    proc = cli_process("restore", "--into", target, "-C", str(deploy))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "afile").read_text() == "mine\n"
+    assert not (deploy.parent / "scratch.txt").exists() and not Path("scratch.txt").exists()
+
+
 def test_restore_of_an_unknown_backup_or_without_a_destination_exits_2(
     deploy: Path, tmp_path: Path
 ) -> None:

@@ -61,7 +61,9 @@ def test_a_bad_unrelated_setting_does_not_hide_the_report(deploy: Path) -> None:
     assert gitsafe("pull", "-C", str(deploy)).returncode == 2
     shown = gitsafe("report", "-C", str(deploy))  # resolves only the report path
     assert shown.returncode == 0, shown.stderr
-    assert "up to date" in shown.stdout
+    # the failed pull's own report, which names the bad setting; not the one before it
+    assert "lockTimeout" in shown.stdout and "up to date" not in shown.stdout
+    assert gitsafe("report", "-C", str(deploy), "--exit-code").returncode == 2
 
 
 def test_exit_code_flag_mirrors_the_reported_run(deploy: Path, tmp_path: Path) -> None:
@@ -71,6 +73,18 @@ def test_exit_code_flag_mirrors_the_reported_run(deploy: Path, tmp_path: Path) -
     mirrored = gitsafe("report", "-C", str(deploy), "--exit-code")
     assert mirrored.returncode == 1
     assert "failed" in mirrored.stdout
+
+
+def test_exit_code_flag_gives_only_an_exit_code_a_run_can_have(
+    deploy: Path, tmp_path: Path
+) -> None:
+    gitsafe("pull", "-C", str(deploy), "--report", str(tmp_path / "r.json"))
+    data = json.loads((tmp_path / "r.json").read_text())
+    for code in (300, -1, True, "1", None):
+        (tmp_path / "r.json").write_text(json.dumps({**data, "exit_code": code}))
+        mirrored = gitsafe("report", str(tmp_path / "r.json"), "--exit-code")
+        assert mirrored.returncode == 2, (code, mirrored.stderr)
+        assert "holds no exit code" in mirrored.stderr or "malformed" in mirrored.stderr
 
 
 def test_a_report_path_works_outside_any_repository(deploy: Path, tmp_path: Path) -> None:
@@ -92,6 +106,7 @@ def test_missing_corrupt_and_foreign_reports_exit_2_with_one_line(
             "is not a gitsafe.report/1 report (schema: 'other/1')",
         ),
         "partial": ('{"schema": "gitsafe.report/1"}', "is not a complete gitsafe.report/1 report"),
+        "deep": ("[" * 100_000, "JSON nested too deep"),
         "malformed": (
             '{"schema": "gitsafe.report/1", "command": "pull", "outcome": "healed", "plan": 3}',
             "is a malformed gitsafe.report/1 report",
