@@ -114,6 +114,9 @@ class Plan:
             "stale_locks": [x.as_json() for x in self.stale_locks],
             "busy_locks": [x.as_json() for x in self.busy_locks],
             "refusals": list(self.refusals),
+            # False until a pull starts changing the checkout: the lists are then what it would
+            # have done (always so for doctor, and for a pull refused or stopped before)
+            "applied": False,
         }
 
 
@@ -737,6 +740,8 @@ def _converge(
             )
             report.backup = info.as_json()
     checkpoint()
+    assert report.plan is not None
+    report.plan["applied"] = True  # from here on, the checkout changes
     if plan.clear_state:
         execute.clear_state(co.gitdir, co.commondir, plan.clear_state)
     execute.reset_worktree(

@@ -88,7 +88,10 @@ def lines(report: Report, verbose_keep: bool = True) -> list[Line]:
     out: list[Line] = [[(f"gitsafe {report.command}: {_verdict(report)}", f"bold {style}")]]
     plan = report.plan
     if plan:
-        would = report.command == "doctor"
+        # A pull that stopped before changing anything shows what it would have done; only its
+        # stale locks, removed before it planned, are gone (a report without "applied" is from
+        # before the field, when only doctor's plan was unapplied).
+        would = report.command == "doctor" or plan.get("applied") is False
         _section(out, "restore" if would else "restored", _paths(plan["restore"]), "yellow")
         _section(out, "remove" if would else "removed", _paths(plan["remove"]), "red")
         _section(
@@ -103,7 +106,7 @@ def lines(report: Report, verbose_keep: bool = True) -> list[Line]:
         _section(out, state_title, plan["clear_state"], "yellow")
         _section(
             out,
-            "stale locks removed" if not would else "stale locks to remove",
+            "stale locks removed" if report.command == "pull" else "stale locks to remove",
             [lock["path"] for lock in plan["stale_locks"]],
             "yellow",
         )

@@ -12,6 +12,7 @@ import pytest
 from gitfixtures import Origin, git, snapshot, write
 
 import gitsafe
+from gitsafe.render import lines
 
 
 def _conflicting_history(origin: Origin, deploy: Path) -> None:
@@ -237,6 +238,23 @@ def test_paths_libgit2_cannot_check_out_faithfully_are_refused(
     assert needle in report.error["message"]
     assert (deploy / "scratch.txt").exists()
     assert not (deploy / ".gitattributes").exists()
+    # the plan says what it would have done, and the report for people says so too
+    assert report.plan is not None and report.plan["applied"] is False
+    assert [i["path"] for i in report.plan["remove"]] == ["scratch.txt"]
+    shown = "\n".join("".join(text for text, _ in line) for line in lines(report))
+    assert "\nremove (1)\n" in shown and "removed" not in shown
+
+
+def test_a_pull_that_changed_the_checkout_says_its_plan_was_applied(deploy: Path) -> None:
+    write(deploy, "scratch.txt")
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert report.outcome == "healed" and report.plan is not None
+    assert report.plan["applied"] is True
+    shown = "\n".join("".join(text for text, _ in line) for line in lines(report))
+    assert "\nremoved (1)\n" in shown
+    clean = gitsafe.pull(deploy, "origin", "main")
+    assert clean.plan is not None and clean.plan["applied"] is True
+    assert gitsafe.doctor(deploy).plan["applied"] is False  # type: ignore[index]
 
 
 def test_credentials_in_the_remote_url_are_redacted(deploy: Path) -> None:
