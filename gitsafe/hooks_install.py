@@ -95,7 +95,8 @@ def locate(path: str) -> Target:
     import pygit2
 
     if not os.path.isdir(path):
-        raise UsageError(f"cannot change to {path!r}: no such directory")
+        what = "not a directory" if os.path.lexists(path) else "no such directory"
+        raise UsageError(f"cannot change to {path!r}: {what}")
     found = pygit2.discover_repository(path)
     if found is None:
         raise UsageError(f"not a git repository (or any parent): {os.path.realpath(path)}")

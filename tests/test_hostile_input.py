@@ -245,16 +245,22 @@ def chown_tree(root: Path, user: str) -> None:
 # refused or failed inputs: one line, the documented exit code, nothing changed
 
 
-@pytest.mark.parametrize("kind", ["plain-directory", "missing-directory"])
+@pytest.mark.parametrize("kind", ["plain-directory", "missing-directory", "a-file"])
 def test_not_a_repository_is_refused_and_nothing_touched(tmp_path: Path, kind: str) -> None:
     target = tmp_path / "srv" / "app"
     if kind == "plain-directory":
         write(target, "index.html", "<h1>not a repo</h1>\n")
         write(target, "static/app.js", "x\n")
         assert git(target, "rev-parse", "--git-dir", check=False) == ""  # really not in a repo
+    elif kind == "a-file":
+        write(target.parent, target.name, "a file\n")
     before = snapshot(tmp_path)
     proc, data = pull_cli(target, cwd=tmp_path)
-    words = ("not a git repository",) if kind == "plain-directory" else ("no such directory",)
+    words = {
+        "plain-directory": ("not a git repository",),
+        "missing-directory": ("no such directory",),
+        "a-file": ("not a directory",),
+    }[kind]
     assert_one_line_failure(proc, data, 2, *words, str(target))
     assert data is not None and data["error"]["kind"] in ("not-a-work-tree", "usage")
     assert snapshot(tmp_path) == before
