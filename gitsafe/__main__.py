@@ -77,7 +77,8 @@ def _finish(code: int) -> NoReturn:
     interpreter's teardown.
 
     The teardown frees every module and object one by one: 2.6 ms of a 100 ms doctor at 50,000
-    files (docs/performance.md), for memory the kernel takes back at once.  Nothing a run leaves
+    files (docs/performance.md, "What changed in this version"), for memory the kernel takes
+    back at once.  Nothing a run leaves
     needs it: its files are closed and renamed into place before the report is printed, its run
     lock is an flock that closing the descriptor releases, and the early reads are joined by an
     exit handler.  Where the output cannot be flushed (a closed pipe), the interpreter's own
@@ -102,9 +103,9 @@ def _collector_off() -> None:
     and once more when the interpreter exits, whether or not it is enabled.  That cost 18 ms of
     a 150 ms no-op pull at 50,000 files.  With the collector off, the peak memory of a run at
     200,000 files is unchanged (docs/performance.md).  ``gc.freeze`` at exit moves
-    every object out of the collector's sight, so the final collection has nothing to walk;
-    the objects are still released one by one, and files still closed.  The Python API leaves
-    the collector alone: its caller owns the process.
+    every object out of the collector's sight, so the final collection has nothing to walk,
+    where a caller of :func:`main` gets the interpreter's teardown (the console script skips
+    it: :func:`run`).  The Python API leaves the collector alone: its caller owns the process.
     """
     gc.disable()
     atexit.register(gc.freeze)  # registered first, so it runs after every other exit handler

@@ -358,9 +358,9 @@ def _blob_data(repo: pygit2.Repository, oid: pygit2.Oid) -> bytes:
 def list_backups(repo: pygit2.Repository) -> list[Listed]:
     """Backups, newest first.
 
-    A ref under the prefix that is not a commit whose tree holds a JSON manifest (one made by
-    hand, or brought in by a mirror fetch) is not gitsafe's: it is never listed, restored or
-    pruned.
+    A ref under the prefix that is not a commit holding a gitsafe manifest (its format named)
+    and a ``blobs`` tree (one made by hand, or brought in by a mirror fetch) is not gitsafe's: it
+    is never listed, restored or pruned.
     """
     found = []
     for name in repo.references:
@@ -370,9 +370,15 @@ def list_backups(repo: pygit2.Repository) -> list[Listed]:
             commit = repo.references[name].peel(pygit2.Commit)
             entry = commit.tree["manifest.json"]
             manifest = json.loads(_blob_data(repo, entry.id)) if entry.type_str == "blob" else None
+            blobs = commit.tree["blobs"]
         except (KeyError, ValueError, pygit2.GitError):
             continue
-        if isinstance(manifest, dict):
+        if (
+            isinstance(manifest, dict)
+            and manifest.get("format") == MANIFEST_FORMAT
+            and isinstance(manifest.get("entries"), list)
+            and isinstance(blobs, pygit2.Tree)
+        ):
             found.append(Listed(name[len(REF_PREFIX) :], name, commit, manifest))
     return sorted(found, key=lambda b: b.id, reverse=True)
 
@@ -430,11 +436,15 @@ def _restore_entry(
     if existing is not None:
         result.skipped.append(rel)
         return
-    if e.get("aside"):
-        with open(os.path.join(gitdir, e["aside"]), "rb") as f:
-            data = f.read()
-    else:
-        data = _blob_data(repo, blobs[f"{n:06d}"].id)
+    try:
+        if e.get("aside"):
+            with open(os.path.join(gitdir, e["aside"]), "rb") as f:
+                data = f.read()
+        else:
+            data = _blob_data(repo, blobs[f"{n:06d}"].id)
+    except (OSError, KeyError, pygit2.GitError):
+        result.damaged.append(rel)  # the backup lost it (a removed aside file, a pruned blob)
+        return
     if e["type"] == "link":
         tree.symlink(data, rel)
     else:
@@ -447,6 +457,7 @@ class RestoreResult:
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # existed already
     branches: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # saved content the backup no longer has
 
 
 def restore(

@@ -315,8 +315,8 @@ def restore(
 ) -> None:
     """Give back what a pull discarded: files into DIR, dropped commits as a branch.
 
-    Exit codes: 0 restored; 1 some paths existed already and were skipped; 2 usage error, no
-    such backup, or a destination that cannot be written (a file, a read-only or full disk).
+    Exit codes: 0 restored; 1 some paths existed already and were skipped, or the backup lost
+    some content; 2 usage error, no such backup, or a destination that cannot be written.
     """
     from gitsafe.restore_cli import restore_command
 
@@ -344,7 +344,7 @@ def report(
     """Show the last report, rendered as pull rendered it (on stdout).
 
     Exit codes: 0 shown (with --exit-code: the reported run's exit code); 2 no report, not a
-    gitsafe report, or not a git work tree.
+    gitsafe report (or one with no valid exit code for --exit-code), or not a git work tree.
     """
     from gitsafe.report_cli import report_command
 

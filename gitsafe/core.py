@@ -342,7 +342,9 @@ def _pull_report_path(co: Checkout, explicit: str | None, env: Mapping[str, str]
     """Where a pull writes its report: ``--report``, else ``GITSAFE_REPORT`` or
     ``gitsafe.report`` (that setting alone, as ``gitsafe report`` reads it), else the sentinel
     in the git directory; refused here if it cannot be written safely."""
-    chosen = explicit or report_setting(co.repo.config, env).value
+    if explicit is not None:  # checked before the repository was opened; "" is the default
+        return explicit or _default_report_path(co)
+    chosen = report_setting(co.repo.config, env).value
     if not chosen:
         return _default_report_path(co)
     check_report_path(chosen)
@@ -359,7 +361,11 @@ def check_report_path(path: str) -> None:
         raise UsageError(f"report path {path}: directory {parent} does not exist")
     if os.path.isdir(full):
         raise UsageError(f"report path {path} is a directory")
-    if os.path.lexists(full) and not stat.S_ISREG(os.lstat(full).st_mode):
+    try:
+        mode = os.lstat(full).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG  # a new file
+    if not stat.S_ISREG(mode):
         # The report replaces the file by a rename: a device (/dev/null), a fifo or a socket
         # would be replaced by a plain file.
         raise UsageError(f"report path {path} is not a regular file; gitsafe replaces the file")
@@ -381,7 +387,10 @@ def _check_options(**options: object) -> None:
         elif name in ("backup", "accept_new_host_key", "quiet_git", "progress", "fetch_first"):
             ok, kind = isinstance(value, bool), "a bool"
         elif name == "env":
-            ok, kind = isinstance(value, Mapping), "a mapping of str to str"
+            ok = isinstance(value, Mapping) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            )
+            kind = "a mapping of str to str"
         elif name in ("report_path", "metrics_file"):
             ok = isinstance(value, (str, os.PathLike))
             kind = "a str or os.PathLike"
@@ -558,6 +567,9 @@ def pull(
         "metrics_file": metrics_file,
     }
     try:
+        if report_path:  # first: a run that finds no repository still reports there
+            check_report_path(report_path)
+            report.report_path = report_path
         co, settings, source = _prepare(
             path,
             remote,

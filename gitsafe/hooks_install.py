@@ -95,7 +95,7 @@ def locate(path: str) -> Target:
     import pygit2
 
     if not os.path.isdir(path):
-        what = "not a directory" if os.path.lexists(path) else "no such directory"
+        what = "not a directory" if os.path.exists(path) else "no such directory"
         raise UsageError(f"cannot change to {path!r}: {what}")
     found = pygit2.discover_repository(path)
     if found is None:

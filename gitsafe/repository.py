@@ -49,7 +49,7 @@ class Checkout:
 def open_checkout(path: str) -> Checkout:
     """Open the work tree containing ``path`` (like ``git -C path``)."""
     if not os.path.isdir(path):
-        what = "not a directory" if os.path.lexists(path) else "no such directory"
+        what = "not a directory" if os.path.exists(path) else "no such directory"
         raise UsageError(f"cannot change to {path!r}: {what}")
     try:
         found = pygit2.discover_repository(path)

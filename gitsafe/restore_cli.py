@@ -75,8 +75,9 @@ def restore_command(
     try:
         result = backup.restore(co.repo, co.gitdir, found, target, in_place)
     except OSError as e:
-        # The destination, not the backup: a file where the directory goes, a read-only or
-        # full file system.  What was written so far stays; a rerun skips it.
+        # The destination (the backup's own reads are caught per entry, as damaged): a file
+        # where the directory goes, a read-only or full file system.  What was written so far
+        # stays; a rerun skips it.
         where = e.filename if isinstance(e.filename, str) else target
         console.print(
             f"gitsafe restore: cannot write {where}: {e.strerror or e}; nothing is lost, the "
@@ -91,6 +92,7 @@ def restore_command(
             "written": result.written,
             "skipped": result.skipped,
             "branches": result.branches,
+            "damaged": result.damaged,
         }
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=True) + "\n")
     console.print(
@@ -102,4 +104,12 @@ def restore_command(
         console.print(f"dropped commits are on branch {name}", markup=False)
     for rel in result.skipped[:20]:
         console.print(f"  skipped {rel}", markup=False)
-    return 1 if result.skipped else 0
+    if result.damaged:
+        console.print(
+            f"{len(result.damaged)} path(s) not restored: the backup no longer holds their "
+            "content (a removed aside file or object)",
+            markup=False,
+        )
+        for rel in result.damaged[:20]:
+            console.print(f"  damaged {rel}", markup=False)
+    return 1 if result.skipped or result.damaged else 0

@@ -862,7 +862,9 @@ def test_retention_of_zero_never_drops_the_backup_the_pull_just_made(
     assert (tmp_path / "rescue/precious-2.txt").read_text() == "only copy 2\n"
 
 
-@pytest.mark.parametrize("target", ["commit-without-manifest", "blob", "manifest-not-json"])
+@pytest.mark.parametrize(
+    "target", ["commit-without-manifest", "blob", "manifest-not-json", "manifest-of-no-format"]
+)
 def test_a_ref_among_the_backups_that_gitsafe_did_not_make_is_left_alone(
     deploy: Path, tmp_path: Path, target: str
 ) -> None:
@@ -875,10 +877,11 @@ def test_a_ref_among_the_backups_that_gitsafe_did_not_make_is_left_alone(
     else:
         repo = pygit2.Repository(str(deploy))
         builder = repo.TreeBuilder()
-        builder.insert("manifest.json", repo.create_blob(b"{not json"), pygit2.GIT_FILEMODE_BLOB)
+        text = b"{not json" if target == "manifest-not-json" else b'{"entries": []}'
+        builder.insert("manifest.json", repo.create_blob(text), pygit2.GIT_FILEMODE_BLOB)
         who = pygit2.Signature("t", "t@t")
         oid = str(repo.create_commit(None, who, who, "not a backup", builder.write(), []))
-    foreign = "refs/gitsafe/backups/00000000T000000.000Z-foreign"
+    foreign = "refs/gitsafe/backups/99999999T000000.000Z-foreign"  # sorts as the newest
     git(deploy, "update-ref", foreign, oid)
     env = {"GITSAFE_BACKUP_KEEP": "0", "GITSAFE_BACKUP_KEEP_DAYS": "0"}
     write(deploy, "scratch.txt", "scratch\n")
@@ -889,8 +892,31 @@ def test_a_ref_among_the_backups_that_gitsafe_did_not_make_is_left_alone(
     proc = cli_process("backups", "-C", str(deploy), "--json")
     assert proc.returncode == 0, proc.stderr
     assert [r["id"] for r in json.loads(proc.stdout)] == [report.backup["id"]]
-    proc = cli_process("restore", "00000000T", "--into", str(tmp_path / "r"), "-C", str(deploy))
+    proc = cli_process("restore", "99999999T", "--into", str(tmp_path / "r"), "-C", str(deploy))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    proc = cli_process("restore", "--into", str(tmp_path / "newest"), "-C", str(deploy))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "newest/scratch.txt").read_text() == "scratch\n"
+
+
+def test_restore_of_a_damaged_backup_gives_back_the_rest_and_names_what_is_lost(
+    deploy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITSAFE_BACKUP_MAX_FILE_SIZE", "1k")
+    write(deploy, "big.bin", b"x" * 4096)
+    write(deploy, "small.txt", "small\n")
+    report = gitsafe.pull(deploy, "origin", "main")
+    assert report.backup is not None and report.backup["aside"] == 1
+    for aside in (deploy / ".git/gitsafe/aside").rglob("*"):
+        if aside.is_file():
+            aside.unlink()  # the file set aside is gone; the backup's ref is not
+    proc = cli_process("restore", "--into", str(tmp_path / "r"), "-C", str(deploy), "--json")
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["damaged"] == ["big.bin"]
+    assert "not restored: the backup no longer holds" in proc.stderr
+    assert "cannot write" not in proc.stderr
+    assert (tmp_path / "r/small.txt").read_text() == "small\n"
+    assert not (tmp_path / "r/big.bin").exists()
 
 
 # -- when no backup is made --------------------------------------------------------------------

@@ -289,6 +289,7 @@ def test_operational_failures_are_reports_and_misuse_raises(deploy: Path) -> Non
         {"metrics_file": 7},
         {"webhook": 7},
         {"env": ["GITSAFE_BACKUP=0"]},
+        {"env": {"GITSAFE_LOCK_TIMEOUT": 5}},
     ],
 )
 def test_a_keyword_of_the_wrong_type_raises_before_anything_is_touched(

@@ -172,6 +172,28 @@ def test_doctor_never_writes_through_a_symlinked_report_path(
     assert victim.read_text() == "untouched\n" and link.is_symlink()
 
 
+def test_an_empty_report_flag_means_the_default_report(deploy: Path, tmp_path: Path) -> None:
+    env = {"GITSAFE_REPORT": str(tmp_path / "env.json")}
+    report = gitsafe.pull(deploy, report_path="", env=env)
+    assert report.report_path == str(deploy / ".git/gitsafe/last-report.json")
+    assert report.settings["report"]["source"] == "flag"
+    assert not (tmp_path / "env.json").exists()
+
+
+def test_a_pull_that_finds_no_repository_still_writes_an_explicit_report(
+    tmp_path: Path,
+) -> None:
+    """Only the sentinel needs a repository; a deploy system that reads its own report file
+    must not find the last run's success there."""
+    path = tmp_path / "r.json"
+    path.write_text('{"exit_code": 0}')
+    report = gitsafe.pull(tmp_path / "missing", report_path=str(path))
+    assert report.exit_code == 2
+    saved = json.loads(path.read_text())
+    assert (saved["exit_code"], saved["outcome"]) == (2, "failed")
+    validate(report)
+
+
 @pytest.mark.parametrize("failure", ["unknown-remote", "bad-setting", "bad-pattern"])
 @pytest.mark.parametrize("where", ["default", "flag", "env"])
 def test_a_pull_that_fails_on_its_settings_still_replaces_the_last_report(

@@ -1627,8 +1627,14 @@ def run_example(base: Path, sc: Scenario) -> None:
             f"doctor remove {doc.plan['remove']} != pull remove {rep.plan['remove']}",
             failures,
         )
-        dp = {k: v for k, v in doc.plan.items() if k not in ("fetched", "busy_locks")}
-        pp = {k: v for k, v in rep.plan.items() if k not in ("fetched", "busy_locks")}
+        _check(
+            (doc.plan["applied"], rep.plan["applied"]) == (False, rep.exit_code == 0),
+            f"applied: doctor {doc.plan['applied']}, pull {rep.plan['applied']}",
+            failures,
+        )
+        skip = ("fetched", "busy_locks", "applied")
+        dp = {k: v for k, v in doc.plan.items() if k not in skip}
+        pp = {k: v for k, v in rep.plan.items() if k not in skip}
         for key in sorted(set(dp) | set(pp)):
             _check(
                 dp.get(key) == pp.get(key),

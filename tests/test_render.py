@@ -51,7 +51,8 @@ def reports(draw: st.DrawFn) -> Report:
                 "refusals": st.lists(TEXT, max_size=3),
                 "incoming": st.lists(TEXT, max_size=3),
                 "fetched": st.booleans(),
-            }
+            },
+            optional={"applied": st.booleans()},  # absent from reports written before it
         )
     )
     backup = draw(
