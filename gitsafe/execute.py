@@ -36,7 +36,7 @@ from gitsafe.safetree import NotInTree, SafeTree
 def _blob_content(repo: pygit2.Repository, path: str, oid: pygit2.Oid) -> bytes:
     blob = repo[oid]
     assert isinstance(blob, pygit2.Blob)
-    converted = smudge(repo, path, blob.data)
+    converted = smudge(repo, path, blob)
     return blob.data if converted is None else converted
 
 

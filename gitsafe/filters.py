@@ -15,9 +15,23 @@ from pygit2.errors import check_error
 from pygit2.ffi import C, ffi
 
 
-def smudge(repo: pygit2.Repository, path: str, data: bytes) -> bytes | None:
-    """``data`` as a checkout writes it at ``path``; None when no conversion applies."""
-    return _apply(repo, path, data, FilterMode.TO_WORKTREE)
+def smudge(repo: pygit2.Repository, path: str, blob: pygit2.Blob) -> bytes | None:
+    """``blob`` as a checkout writes it at ``path``; None when no conversion applies.
+
+    The blob itself goes to libgit2, not only its bytes: the ``ident`` filter writes the blob's
+    id into ``$Id$``, and a filter list applied to bare bytes has no id to write.
+    """
+    filters = repo.load_filter_list(os.fsencode(path), FilterMode.TO_WORKTREE)  # type: ignore[arg-type]
+    if filters is None:
+        return None
+    c_blob = ffi.new("git_blob **")
+    ffi.buffer(c_blob)[:] = blob._pointer[:]  # blob stays referenced, so the pointer lives
+    buf = ffi.new("git_buf *")
+    check_error(C.git_filter_list_apply_to_blob(buf, filters._pointer, c_blob[0]))
+    try:
+        return bytes(ffi.buffer(buf.ptr, buf.size))
+    finally:
+        C.git_buf_dispose(buf)
 
 
 def to_odb(repo: pygit2.Repository, path: str, data: bytes) -> bytes:

@@ -630,7 +630,7 @@ class _Analysis:
             # read before they are on disk: rewriting is what git does, so it is exact
         blob = self.repo[t[1]]
         assert isinstance(blob, pygit2.Blob)
-        smudged = smudge(self.repo, path, blob.data)
+        smudged = smudge(self.repo, path, blob)
         if smudged is None:
             return False
         try:

@@ -349,6 +349,28 @@ def test_checkout_conversion_enabled_after_checkout_is_applied_like_git(
     assert (healed / "notes.txt").read_bytes() == b"one\r\ntwo\r\n"
 
 
+@pytest.mark.parametrize("local", ["clean", "edited", "touched"])
+def test_ident_expands_the_blob_id_like_git(origin: Origin, tmp_path: Path, local: str) -> None:
+    """``ident`` writes the blob's id into ``$Id$``: the filter needs the blob, not only its
+    bytes (it used to be left as ``$Id$``)."""
+    write(origin.work, ".gitattributes", "*.txt ident\n")
+    write(origin.work, "version.txt", "release $Id$ here\n")
+    write(origin.work, "same.txt", "unchanged $Id$\n")
+    origin.push("ident")
+    deploy = origin.clone(tmp_path / "deploy")
+    write(origin.work, "version.txt", "release $Id$ there\n")
+    origin.push("upstream moves")
+    if local == "edited":
+        write(deploy, "same.txt", "edited $Id$\n")
+    elif local == "touched":
+        os.utime(deploy / "same.txt", (1, 1))
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    for name in ("version.txt", "same.txt"):
+        text = (healed / name).read_text()
+        oid = git(healed, "rev-parse", f"HEAD:{name}").strip()
+        assert f"$Id: {oid} $" in text, text
+
+
 def test_staged_embedded_repository_is_healed(deploy: Path, tmp_path: Path) -> None:
     inner = deploy / "embedded"
     inner.mkdir()
