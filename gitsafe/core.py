@@ -25,6 +25,7 @@ from gitsafe.plan import (
     Lock,
     TreeFiles,
     WorkTreeChanges,
+    deep_enough,
     files_near_index,
     flatten_tree,
     gitlink_paths,
@@ -596,16 +597,17 @@ def pull(
                 ) as lock_seen,
             ):
                 try:
-                    _converge(
-                        co,
-                        settings,
-                        source,
-                        report,
-                        interrupts.check,
-                        env=env,
-                        progress=progress,
-                        lock_seen=lock_seen,
-                    )
+                    with deep_enough():  # the walks below recurse once a directory level
+                        _converge(
+                            co,
+                            settings,
+                            source,
+                            report,
+                            interrupts.check,
+                            env=env,
+                            progress=progress,
+                            lock_seen=lock_seen,
+                        )
                 finally:
                     locks.clear_journal(co.gitdir)
     except GitsafeError as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import stat as st
+import sys
 from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -924,7 +925,8 @@ class _Analysis:
     def analyse_untracked(self) -> None:
         self._holding_others = self._dirs_holding_others()
         root_list = ignore.read_dir_list(self.gitignore_after_reset(b""), b"")
-        self._walk("", (root_list,), None)
+        with deep_enough():
+            self._walk("", (root_list,), None)
 
     def _dirs_holding_others(self) -> set[str]:
         """The target's directories with something below them that the target does not track.
@@ -1063,6 +1065,26 @@ class _Analysis:
     ) -> tuple[ignore.PatternList, ...]:
         base = os.fsencode(d) + b"/"
         return (*lists, ignore.read_dir_list(self.gitignore_after_reset(base), base))
+
+
+# A path is at most PATH_MAX (4096) bytes: no more than 2048 directories deep.
+_DEEPEST = 2048
+
+
+class deep_enough:
+    """Room for a walk that recurses once a directory level, as deep as a path can go.
+
+    Python stops at 1,000 frames; git walks any depth.  The limit is raised for the walk and put
+    back after (for a caller of the Python API, whose process it is).  From Python 3.11 on,
+    Python-to-Python calls do not grow the C stack, so the deeper limit is safe.
+    """
+
+    def __enter__(self) -> None:
+        self._before = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(self._before, self._before + 4 * _DEEPEST))
+
+    def __exit__(self, *_exc: object) -> None:
+        sys.setrecursionlimit(self._before)
 
 
 def _keep_reason(pattern: ignore.Pattern) -> str:

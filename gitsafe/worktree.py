@@ -96,21 +96,24 @@ class TreeView:
 
     def lstat(self, path: str) -> os.stat_result | None:
         """lstat of ``path`` if every leading component is a real directory, else None."""
-        if path in self._lstat:
-            return self._lstat[path]
-        result = self._lstat[path] = self._lstat_uncached(path)
-        return result
-
-    def _lstat_uncached(self, path: str) -> os.stat_result | None:
-        if path:
-            parent = path.rpartition("/")[0]
-            parent_stat = self.lstat(parent)
-            if parent_stat is None or not st.S_ISDIR(parent_stat.st_mode):
-                return None
-        try:
-            return os.lstat(self.abspath(path))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        cache = self._lstat
+        if path in cache:
+            return cache[path]
+        # Up to the nearest ancestor already looked at, then down: a loop, not a recursion, as
+        # a path can be 2,000 directories deep.
+        pending = [path]
+        while pending[-1] and (parent := pending[-1].rpartition("/")[0]) not in cache:
+            pending.append(parent)
+        for p in reversed(pending):
+            parent_stat = cache[p.rpartition("/")[0]] if p else None
+            if p and (parent_stat is None or not st.S_ISDIR(parent_stat.st_mode)):
+                cache[p] = None
+                continue
+            try:
+                cache[p] = os.lstat(self.abspath(p))
+            except (FileNotFoundError, NotADirectoryError):
+                cache[p] = None
+        return cache[path]
 
     def is_dir(self, path: str) -> bool:
         lst = self.lstat(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -81,7 +80,9 @@ def snapshot(root: str | os.PathLike[str], skip_git: bool = True) -> Snapshot:
     result: Snapshot = {}
     root = os.fspath(root)
 
-    def visit(rel: str) -> None:
+    pending = [""]  # a loop, not a recursion: trees may be deeper than Python recurses
+    while pending:
+        rel = pending.pop()
         full = os.path.join(root, rel) if rel else root
         for name in sorted(os.listdir(full)):
             child = f"{rel}/{name}" if rel else name
@@ -93,15 +94,13 @@ def snapshot(root: str | os.PathLike[str], skip_git: bool = True) -> Snapshot:
                 result[child] = ("link", os.readlink(path))
             elif stat.S_ISDIR(lst.st_mode):
                 result[child] = ("dir",)
-                visit(child)
+                pending.append(child)
             elif stat.S_ISREG(lst.st_mode):
                 with open(path, "rb") as f:
                     digest = hashlib.sha256(f.read()).hexdigest()
                 result[child] = ("file", bool(lst.st_mode & 0o100), digest)
             else:
                 result[child] = ("other", stat.S_IFMT(lst.st_mode))
-
-    visit("")
     return result
 
 
@@ -114,7 +113,9 @@ def diff_snapshots(a: Snapshot, b: Snapshot) -> list[str]:
 
 
 def copy_checkout(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest, symlinks=True)
+    # cp, not shutil.copytree, which recurses once a directory level
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", "--", str(src), str(dest)], check=True)
     return dest
 
 

@@ -371,6 +371,34 @@ def test_ident_expands_the_blob_id_like_git(origin: Origin, tmp_path: Path, loca
         assert f"$Id: {oid} $" in text, text
 
 
+def test_trees_deeper_than_pythons_recursion_limit_are_healed(
+    origin: Origin, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A thousand untracked directories deep, a tracked file five hundred deep: git walks any
+    depth, and so must every walk of the pull (it used to stop with RecursionError)."""
+
+    def deep_write(root: Path, rel: str, text: str) -> None:  # pathlib's mkdir recurses too
+        subprocess.run(["mkdir", "-p", rel.rpartition("/")[0]], cwd=root, check=True)
+        with open(os.path.join(root, rel), "w") as f:
+            f.write(text)
+
+    # pytest's own clean-up of old temporary directories recurses too: leave none this deep
+    request.addfinalizer(lambda: subprocess.run(["rm", "-rf", str(tmp_path), str(origin.work)]))
+    deep_tracked = "t/" + "a/" * 499 + "f.txt"
+    deep_write(origin.work, deep_tracked, "deep\n")
+    origin.push("deep tracked file")
+    deploy = origin.clone(tmp_path / "deploy")
+    deep_write(deploy, "u/" + "a/" * 999 + "scratch.txt", "deep scratch\n")
+    deep_write(deploy, deep_tracked, "edited\n")
+    doctor = gitsafe.doctor(deploy)
+    assert doctor.exit_code == 1, doctor.to_json_text()
+    assert {"path": "u/", "reason": "untracked directory"} in doctor.plan["remove"]
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    with open(os.path.join(healed, deep_tracked)) as f:
+        assert f.read() == "deep\n"
+    assert not (healed / "u").exists()
+
+
 def test_staged_embedded_repository_is_healed(deploy: Path, tmp_path: Path) -> None:
     inner = deploy / "embedded"
     inner.mkdir()
