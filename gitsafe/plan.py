@@ -108,7 +108,44 @@ def flatten_tree(tree: pygit2.Tree | None) -> TreeFiles:
         return {}
     index = pygit2.Index()
     index.read_tree(tree)
-    return {e.path: (_canonical_mode(e.mode), e.id) for e in index}
+    files = {e.path: (_canonical_mode(e.mode), e.id) for e in index}
+    for path, (mode, _oid) in files.items():
+        _refuse_symlinked_gitmodules(path, mode)
+    return files
+
+
+def _refuse_symlinked_gitmodules(path: str, mode: int) -> None:
+    """git's ``verify_path`` refuses a symlink named ``.gitmodules`` (in any case, and in the
+    NTFS spellings ``core.protectNTFS``, on by default, covers: trailing dots and spaces,
+    ``gitmod~1``, ``gi7eba~1``), which libgit2 checks out: a submodule configuration read
+    through a link could point anywhere."""
+    if mode != MODE_LINK:
+        return
+    parts = os.fsencode(path).lower().split(b"/")
+    if b".gitmodules" in parts[:-1] or _ntfs_gitmodules(parts[-1]):
+        raise pygit2.GitError(f"invalid path '{path}' (a symlinked .gitmodules)")
+
+
+def _ntfs_gitmodules(name: bytes) -> bool:
+    """git's ``is_ntfs_dotgitmodules`` on a lower-cased last component."""
+    if name.startswith(b".gitmodules"):
+        rest = name[len(b".gitmodules") :]
+    elif name[:6] == b"gitmod" and name[6:7] == b"~" and name[7:8] in b"1234" and name[7:8]:
+        rest = name[8:]
+    else:  # the fall-back short name: up to six of "gi7eba", "~", then digits, 8 bytes in all
+        head, tilde, tail = name[:8].partition(b"~")
+        if (
+            not tilde
+            or not b"gi7eba".startswith(head)
+            or not tail[:1].isdigit()
+            or tail[:1] == b"0"
+            or not tail.isdigit()
+            or len(name) < 8
+        ):
+            return False
+        rest = name[8:]
+    rest = rest.split(b":", 1)[0]
+    return rest.strip(b" .") == b""
 
 
 class IndexFiles(Mapping[str, Spec]):
@@ -405,6 +442,7 @@ def _validate_paths(files: TreeFiles) -> None:
     passed this check when they entered it, the others are checked here."""
     scratch = pygit2.Index()
     for path, (mode, oid) in files.items():
+        _refuse_symlinked_gitmodules(path, mode)
         # bytes and int: a non-UTF-8 name must not fail here (pygit2 accepts both where its
         # stubs say str and FileMode)
         entry = pygit2.IndexEntry(os.fsencode(path), oid, mode)  # type: ignore[arg-type]

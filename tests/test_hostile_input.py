@@ -847,6 +847,48 @@ def test_hostile_tree_entry_from_the_remote_is_refused_and_nothing_written_outsi
     assert created == [], created
 
 
+@pytest.mark.parametrize(
+    "name",
+    [".gitmodules", ".GitModules", "gitmod~1", ".gitmodules .", "gi7eba~1", "sub/.gitmodules"],
+)
+def test_a_symlinked_gitmodules_from_the_remote_is_refused_as_git_refuses_it(
+    origin: Origin, deploy: Path, tmp_path: Path, name: str
+) -> None:
+    """git's verify_path refuses a symlink named .gitmodules (and its NTFS spellings, which
+    core.protectNTFS checks everywhere by default); libgit2 would check it out."""
+    write(deploy, "src/config.py", DIRTY_CONFIG)
+    w = origin.work
+
+    def run(*args: str, stdin: str = "") -> str:  # git add refuses such a path: mktree does not
+        out = subprocess.run(args, cwd=w, input=stdin.encode(), capture_output=True, check=True)
+        return out.stdout.decode().strip()
+
+    link = run("git", "hash-object", "-w", "--stdin", stdin="../../../../etc/passwd")
+    parent, _, base = name.rpartition("/")
+    tree = run("git", "mktree", stdin=f"120000 blob {link}\t{base}\n")
+    if parent:
+        tree = run("git", "mktree", stdin=f"040000 tree {tree}\t{parent}\n")
+    listing = git(w, "ls-tree", "HEAD")
+    for line in run("git", "ls-tree", tree).splitlines():
+        listing += line + "\n"
+    root = run("git", "mktree", stdin=listing)
+    commit = run("git", "commit-tree", root, "-p", "HEAD", "-m", f"symlinked {name}")
+    git(w, "push", "-q", "origin", f"{commit}:refs/heads/main")
+    oracle = tmp_path / "oracle"
+    subprocess.run(["cp", "-a", str(deploy), str(oracle)], check=True)
+    git(oracle, "fetch", "-q", "origin")
+    assert (
+        "invalid path"
+        in subprocess.run(
+            ["git", "reset", "--hard", "origin/main"], cwd=oracle, capture_output=True, text=True
+        ).stderr
+    )  # git refuses it too
+    before = checkout_state(deploy)
+    proc, data = pull_cli(deploy, cwd=tmp_path)
+    assert_one_line_failure(proc, data, 2, "unsafe path", "symlinked .gitmodules")
+    assert_unchanged(before, checkout_state(deploy))
+
+
 @pytest.mark.parametrize("how", ["absolute", "relative", "from-outside"])
 def test_dash_c_with_dotdot_components_works_and_never_escapes(
     origin: Origin, deploy: Path, tmp_path: Path, how: str
