@@ -44,6 +44,7 @@ from gitsafe.repository import (
     may_convert,
     open_checkout,
     refusals,
+    stat_checks,
 )
 from gitsafe.settings import Settings, report_setting, resolve
 from gitsafe.worktree import TreeView
@@ -233,6 +234,7 @@ def _build_plan(
         may_convert(co, target_files),
         near,
         scanned,
+        stat_checks(co),
     )
     missing = _missing_objects(repo, changes, index, head_files, target_files)
     if missing:

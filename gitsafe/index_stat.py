@@ -100,14 +100,23 @@ class IndexSnapshot:
         entry_mtime_ns = m_sec * 1_000_000_000 + m_nsec
         return entry_mtime_ns < self.mtime_ns
 
-    def git_sees_change(self, entry: Entry, lst: os.stat_result, filemode: bool) -> bool:
+    def git_sees_change(
+        self,
+        entry: Entry,
+        lst: os.stat_result,
+        filemode: bool,
+        trust_ctime: bool = True,
+        check_stat: bool = True,
+    ) -> bool:
         """Would git's ie_match_stat call this entry changed, before any content check?
 
         Unlike :meth:`stat_clean` (strict, for trusting content), this mirrors what git itself
         decides, so gitsafe rewrites exactly what ``git reset --hard`` rewrites: git's default
         build compares timestamps to the second (no USE_NSEC) and ignores st_dev; the exec bit
-        counts only with core.fileMode.  A racily clean entry is compared by content, which the
-        caller has already done.
+        counts only with core.fileMode.  As git's match_stat_data, ``core.checkStat=minimal``
+        (``check_stat`` false) leaves only the mtime's seconds and the size, and
+        ``core.trustctime=false`` drops the ctime.  A racily clean entry is compared by
+        content, which the caller has already done.
         """
         c_sec, _c_nsec, m_sec, _m_nsec, _dev, ino, uid, gid, size = entry.stat
         if (entry.mode == MODE_LINK) != st.S_ISLNK(lst.st_mode):
@@ -118,13 +127,15 @@ class IndexSnapshot:
             and (entry.mode == MODE_EXEC) != bool(lst.st_mode & 0o100)
         ):
             return True
+        if m_sec != ((lst.st_mtime_ns // _NS) & _U32) or size != (lst.st_size & _U32):
+            return True
+        if not check_stat:
+            return False
         return (
-            m_sec != ((lst.st_mtime_ns // _NS) & _U32)
-            or c_sec != ((lst.st_ctime_ns // _NS) & _U32)
+            (trust_ctime and c_sec != ((lst.st_ctime_ns // _NS) & _U32))
             or ino != (lst.st_ino & _U32)
             or uid != (lst.st_uid & _U32)
             or gid != (lst.st_gid & _U32)
-            or size != (lst.st_size & _U32)
         )
 
 

@@ -526,8 +526,11 @@ class _Analysis:
         may_filter: bool = True,
         near: set[str] | None = None,
         scanned: Scanned | None = None,
+        stat_checks: tuple[bool, bool] = (True, True),
     ) -> None:
         self.repo = repo
+        # (core.trustctime, not core.checkStat=minimal): what git's reset compares
+        self.stat_checks = stat_checks
         # Reads made while the pull fetched, for this very index (gitsafe.prescan)
         self.scanned = scanned if scanned is not None and scanned.index is index else None
         # Paths where HEAD or the target differ from the index; None: not known, so every
@@ -650,7 +653,7 @@ class _Analysis:
         if (
             entry is not None
             and (entry.mode, entry.oid) == t
-            and not self.index.git_sees_change(entry, lst, self.filemode)
+            and not self.index.git_sees_change(entry, lst, self.filemode, *self.stat_checks)
         ):
             return False  # git keeps it as it is (a racy entry's content is known to match)
         if (t[0] == MODE_EXEC) != bool(lst.st_mode & 0o100):
@@ -1142,9 +1145,10 @@ def plan_worktree(
     may_filter: bool = True,
     near: set[str] | None = None,
     scanned: Scanned | None = None,
+    stat_checks: tuple[bool, bool] = (True, True),
 ) -> WorkTreeChanges:
     analysis = _Analysis(
-        repo, view, index, head, target, rules, filemode, may_filter, near, scanned
+        repo, view, index, head, target, rules, filemode, may_filter, near, scanned, stat_checks
     )
     analysis.analyse_tracked()
     analysis.analyse_untracked()

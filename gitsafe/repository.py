@@ -247,6 +247,21 @@ def filemode(co: Checkout) -> bool:
         return True
 
 
+def stat_checks(co: Checkout) -> tuple[bool, bool]:
+    """(core.trustctime, core.checkStat is not "minimal"): what of the stat data git compares
+    before it calls a file changed (git's match_stat_data); both true by default."""
+    config = co.repo.config
+    try:
+        trust_ctime = bool(config.get_bool("core.trustctime"))
+    except (KeyError, pygit2.GitError, ValueError):
+        trust_ctime = True
+    try:
+        check_stat = str(config["core.checkStat"]).lower() != "minimal"
+    except (KeyError, pygit2.GitError):
+        check_stat = True
+    return trust_ctime, check_stat
+
+
 _CONVERSION_ATTRIBUTES = (b"text", b"eol", b"crlf", b"ident", b"filter")
 
 

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from gitfixtures import Origin, git, heal_and_compare, snapshot, write
+from gitfixtures import (
+    Origin,
+    diff_snapshots,
+    git,
+    git_sequence,
+    heal_and_compare,
+    snapshot,
+    write,
+)
 
 import gitsafe
 
@@ -335,6 +344,57 @@ def test_chmod_with_core_filemode_false_is_undone_like_git(deploy: Path, tmp_pat
     (deploy / "README.md").chmod(0o755)
     _, healed, _ = heal_and_compare(deploy, tmp_path)
     assert not os.access(healed / "README.md", os.X_OK)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"core.fileMode": "false", "core.trustctime": "false"},
+        {"core.fileMode": "false", "core.checkStat": "minimal"},
+        {"core.fileMode": "false"},
+    ],
+)
+def test_stat_data_git_is_told_to_ignore_is_ignored_like_git(
+    deploy: Path, tmp_path: Path, config: dict[str, str]
+) -> None:
+    """git's reset rewrites what its stat comparison calls changed: with core.trustctime=false
+    a new ctime (a chmod) does not count, with core.checkStat=minimal neither does it nor a
+    new inode (every file of a copied checkout)."""
+    for name, value in config.items():
+        git(deploy, "config", name, value)
+    (deploy / "README.md").chmod(0o755)  # content unchanged: only the ctime moves
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    # the copies' new inodes count for git unless core.checkStat=minimal
+    assert os.access(healed / "README.md", os.X_OK) == ("core.checkStat" in config)
+
+
+def test_a_new_ctime_is_ignored_with_trustctime_false_like_git(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """Two clones, not copies, so the inodes stay those the index recorded."""
+    trees = [origin.clone(tmp_path / name) for name in ("with-gitsafe", "with-git")]
+    time.sleep(1.1)  # git compares the ctime's seconds
+    for clone in trees:
+        git(clone, "config", "core.fileMode", "false")
+        git(clone, "config", "core.trustctime", "false")
+        (clone / "README.md").chmod(0o755)  # content and mtime unchanged: only the ctime moves
+    report = gitsafe.pull(trees[0], "origin", "main")
+    assert report.exit_code == 0, report.to_json_text()
+    git_sequence(trees[1], "origin", "main")
+    assert diff_snapshots(snapshot(trees[0]), snapshot(trees[1])) == []
+    assert os.access(trees[0] / "README.md", os.X_OK)
+
+
+def test_a_copied_checkout_with_minimal_stat_checks_is_not_rewritten(
+    origin: Origin, tmp_path: Path
+) -> None:
+    write(origin.work, "notes.txt", "one\ntwo\n")
+    origin.push("text file")
+    deploy = origin.clone(tmp_path / "deploy")
+    git(deploy, "config", "core.checkStat", "minimal")
+    git(deploy, "config", "core.autocrlf", "true")  # a rewrite would write CRLF
+    _, healed, _ = heal_and_compare(deploy, tmp_path)  # copies: every inode is new
+    assert (healed / "notes.txt").read_bytes() == b"one\ntwo\n"
 
 
 def test_checkout_conversion_enabled_after_checkout_is_applied_like_git(
