@@ -203,14 +203,14 @@ def _build_plan(
     )
     near: set[str] | None = None
     if index.conflicted or index.marked:
-        target_files, head_files = flatten_tree(target_tree), flatten_tree(head_tree)
+        target_files, head_files = flatten_tree(target_tree), flatten_tree(head_tree, False)
     else:
         gitlinks = gitlink_paths(index)
         target_files, target_changed = files_near_index(repo, index, target_tree, gitlinks)
         if head_tree is not None and head_tree.id == target_tree.id:
             head_files, head_changed = target_files, target_changed
         else:
-            head_files, head_changed = files_near_index(repo, index, head_tree, gitlinks)
+            head_files, head_changed = files_near_index(repo, index, head_tree, gitlinks, False)
         near = target_changed | head_changed
     reasons = refusals(co, target_files, target)
     elsewhere = checked_out_elsewhere(co, source.branch)

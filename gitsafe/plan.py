@@ -102,14 +102,16 @@ class WorkTreeChanges:
     index_current: bool = False  # the index already equals the target, stage 0 only
 
 
-def flatten_tree(tree: pygit2.Tree | None) -> TreeFiles:
-    """Every non-tree entry of ``tree`` by path (libgit2 walks it; Python only reads)."""
+def flatten_tree(tree: pygit2.Tree | None, checked_out: bool = True) -> TreeFiles:
+    """Every non-tree entry of ``tree`` by path (libgit2 walks it; Python only reads).
+    ``checked_out``: the tree is the target, whose paths git checks before writing them (not
+    HEAD's, which it only removes)."""
     if tree is None:
         return {}
     index = pygit2.Index()
     index.read_tree(tree)
     files = {e.path: (_canonical_mode(e.mode), e.id) for e in index}
-    for path, (mode, _oid) in files.items():
+    for path, (mode, _oid) in files.items() if checked_out else ():
         _refuse_symlinked_gitmodules(path, mode)
     return files
 
@@ -293,8 +295,10 @@ def files_near_index(
     index: IndexSnapshot,
     tree: pygit2.Tree | None,
     gitlinks: Iterable[str],
+    checked_out: bool = True,
 ) -> tuple[TreeFiles, set[str]]:
-    """Every file of ``tree`` and the paths where it differs from the index.
+    """Every file of ``tree`` and the paths where it differs from the index (``checked_out``:
+    as for :func:`flatten_tree`).
 
     Flattening a 50,000-file tree entry by entry costs about a second of Python; a deploy base's
     trees are almost always the index give or take a few paths, and libgit2's tree-to-index diff
@@ -327,7 +331,7 @@ def files_near_index(
                 in_tree[os.fsdecode(old.raw_path)] = (_canonical_mode(int(old.mode)), old.id)
             if status != DeltaStatus.DELETED:
                 in_index.add(os.fsdecode(delta.new_file.raw_path))
-    _validate_paths(in_tree)
+    _validate_paths(in_tree, checked_out)
     overlay: dict[str, Spec | None] = dict.fromkeys(in_index)
     overlay.update(in_tree)
     changed = in_index | set(in_tree)
@@ -436,13 +440,14 @@ def _canonical_mode(mode: int) -> int:
     return mode
 
 
-def _validate_paths(files: TreeFiles) -> None:
+def _validate_paths(files: TreeFiles, checked_out: bool = True) -> None:
     """Raise libgit2's "invalid path" for a path its checkout would refuse (``..``, ``.git``
     in any spelling, ...), as flattening the tree would: the paths the index already holds
     passed this check when they entered it, the others are checked here."""
     scratch = pygit2.Index()
     for path, (mode, oid) in files.items():
-        _refuse_symlinked_gitmodules(path, mode)
+        if checked_out:
+            _refuse_symlinked_gitmodules(path, mode)
         # bytes and int: a non-UTF-8 name must not fail here (pygit2 accepts both where its
         # stubs say str and FileMode)
         entry = pygit2.IndexEntry(os.fsencode(path), oid, mode)  # type: ignore[arg-type]

@@ -96,26 +96,21 @@ def choose(repo: pygit2.Repository, remote: str | None, branch: str | None) -> S
 
 @contextlib.contextmanager
 def _preserved(path: str) -> Iterator[None]:
-    """Put ``path`` back as it was (or its absence) afterwards: doctor --fetch must not leave
-    FETCH_HEAD.  The file itself is moved aside and back, so its content, inode and times are
-    the ones from before (libgit2 writes FETCH_HEAD in place: a hard link would see the new
-    bytes)."""
-    kept = path + ".gitsafe-kept"
-    if os.path.lexists(kept):
-        os.replace(kept, path)  # a run killed here left the original aside: it comes first
+    """Restore ``path`` (or its absence) afterwards: doctor --fetch must not leave FETCH_HEAD."""
     try:
-        os.rename(path, kept)
-        moved = True
+        with open(path, "rb") as f:
+            saved: bytes | None = f.read()
     except FileNotFoundError:
-        moved = False
+        saved = None
     try:
         yield
     finally:
-        if moved:
-            os.replace(kept, path)
-        else:
+        if saved is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+        else:
+            with open(path, "wb") as f:
+                f.write(saved)
 
 
 def fetch(

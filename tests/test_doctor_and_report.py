@@ -71,29 +71,6 @@ def test_doctor_fetch_only_moves_the_remote_tracking_ref(origin: Origin, deploy:
     assert git(deploy, "rev-parse", "origin/main") == git(origin.work, "rev-parse", "HEAD")
 
 
-def test_doctor_fetch_leaves_fetch_head_exactly_as_it_was(origin: Origin, deploy: Path) -> None:
-    """Content, inode and times: the file itself, not a rewrite of it."""
-    git(deploy, "fetch", "-q", "origin")
-    fetch_head = deploy / ".git" / "FETCH_HEAD"
-    os.utime(fetch_head, ns=(1_000_000_000, 2_000_000_000))
-    info = fetch_head.stat()
-    before = (fetch_head.read_bytes(), info.st_ino, info.st_mtime_ns)
-    _dirty(origin, deploy)
-    assert gitsafe.doctor(deploy, "origin", "main", fetch_first=True).exit_code == 1
-    info = fetch_head.stat()
-    assert (fetch_head.read_bytes(), info.st_ino, info.st_mtime_ns) == before
-    assert not (deploy / ".git" / "FETCH_HEAD.gitsafe-kept").exists()
-    (deploy / ".git" / "FETCH_HEAD").unlink()  # and no FETCH_HEAD stays none
-    assert gitsafe.doctor(deploy, "origin", "main", fetch_first=True).exit_code == 1
-    assert not fetch_head.exists()
-    # a doctor killed during its fetch left the original aside: the next one puts it back
-    (deploy / ".git" / "FETCH_HEAD.gitsafe-kept").write_bytes(before[0])
-    fetch_head.write_text("written by the fetch of the killed doctor\n")
-    assert gitsafe.doctor(deploy, "origin", "main", fetch_first=True).exit_code == 1
-    assert fetch_head.read_bytes() == before[0]
-    assert not (deploy / ".git" / "FETCH_HEAD.gitsafe-kept").exists()
-
-
 def test_doctor_plan_is_what_pull_then_does(origin: Origin, deploy: Path) -> None:
     _dirty(origin, deploy)
     preview = gitsafe.doctor(

@@ -41,6 +41,7 @@ from gitfixtures import (
     diff_snapshots,
     git,
     git_sequence,
+    heal_and_compare,
     snapshot,
     write,
 )
@@ -887,6 +888,31 @@ def test_a_symlinked_gitmodules_from_the_remote_is_refused_as_git_refuses_it(
     proc, data = pull_cli(deploy, cwd=tmp_path)
     assert_one_line_failure(proc, data, 2, "unsafe path", "symlinked .gitmodules")
     assert_unchanged(before, checkout_state(deploy))
+
+
+def test_a_symlinked_gitmodules_only_in_head_does_not_block_the_heal(
+    origin: Origin, deploy: Path, tmp_path: Path
+) -> None:
+    """git checks only the paths it checks out: a HEAD holding such a link (an older tool put
+    it there) heals once upstream has removed it."""
+    w = origin.work
+    clean = git(w, "rev-parse", "HEAD").strip()
+
+    def run(*args: str, stdin: str = "") -> str:
+        out = subprocess.run(args, cwd=w, input=stdin.encode(), capture_output=True, check=True)
+        return out.stdout.decode().strip()
+
+    link = run("git", "hash-object", "-w", "--stdin", stdin="../../../../etc/passwd")
+    listing = git(w, "ls-tree", "HEAD") + f"120000 blob {link}\t.gitmodules\n"
+    bad = run("git", "commit-tree", run("git", "mktree", stdin=listing), "-p", clean, "-m", "bad")
+    git(w, "push", "-q", "origin", f"{bad}:refs/heads/main")
+    git(deploy, "fetch", "-q", "origin")
+    git(deploy, "reset", "-q", "--soft", "origin/main")  # HEAD holds the link, the tree not
+    fixed = run("git", "commit-tree", f"{clean}^{{tree}}", "-p", bad, "-m", "drop the link")
+    git(w, "push", "-q", "origin", f"{fixed}:refs/heads/main")
+    write(deploy, "scratch.txt")
+    _, healed, _ = heal_and_compare(deploy, tmp_path)
+    assert not (healed / ".gitmodules").exists()
 
 
 @pytest.mark.parametrize("how", ["absolute", "relative", "from-outside"])
