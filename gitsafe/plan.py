@@ -9,6 +9,7 @@ ignore rules in force after the reset (the target's ``.gitignore`` files, not th
 
 from __future__ import annotations
 
+import _thread
 import itertools
 import os
 import stat as st
@@ -1120,17 +1121,31 @@ _DEEPEST = 2048
 class deep_enough:
     """Room for a walk that recurses once a directory level, as deep as a path can go.
 
-    Python stops at 1,000 frames; git walks any depth.  The limit is raised for the walk and put
-    back after (for a caller of the Python API, whose process it is).  From Python 3.11 on,
-    Python-to-Python calls do not grow the C stack, so the deeper limit is safe.
+    Python stops at 1,000 frames; git walks any depth.  The limit is raised while any walk
+    needs it and put back when the last one ends (for a caller of the Python API, whose process
+    it is, and whose threads may run several pulls at once: each restoring what it saw would
+    drop the limit under another's walk).  From Python 3.11 on, Python-to-Python calls do not
+    grow the C stack, so the deeper limit is safe.
     """
 
+    _lock = _thread.allocate_lock()
+    _active = 0
+    _before = 0
+
     def __enter__(self) -> None:
-        self._before = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(self._before, self._before + 4 * _DEEPEST))
+        cls = deep_enough
+        with cls._lock:
+            if cls._active == 0:
+                cls._before = sys.getrecursionlimit()
+                sys.setrecursionlimit(cls._before + 4 * _DEEPEST)
+            cls._active += 1
 
     def __exit__(self, *_exc: object) -> None:
-        sys.setrecursionlimit(self._before)
+        cls = deep_enough
+        with cls._lock:
+            cls._active -= 1
+            if cls._active == 0:
+                sys.setrecursionlimit(cls._before)
 
 
 def _keep_reason(pattern: ignore.Pattern) -> str:

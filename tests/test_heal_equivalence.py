@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from gitfixtures import (
 )
 
 import gitsafe
+from gitsafe.plan import deep_enough
 
 
 def test_incident_local_edit_makes_git_pull_fail_and_gitsafe_heals(
@@ -457,6 +459,19 @@ def test_trees_deeper_than_pythons_recursion_limit_are_healed(
     with open(os.path.join(healed, deep_tracked)) as f:
         assert f.read() == "deep\n"
     assert not (healed / "u").exists()
+
+
+def test_overlapping_walks_keep_the_deeper_limit_until_the_last_ends() -> None:
+    """Two pulls in threads of one program: the first to end must not lower the limit under
+    the other's walk, and the last puts it back."""
+    before = sys.getrecursionlimit()
+    first, second = deep_enough(), deep_enough()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert sys.getrecursionlimit() > before + 4000
+    second.__exit__(None, None, None)
+    assert sys.getrecursionlimit() == before
 
 
 def test_staged_embedded_repository_is_healed(deploy: Path, tmp_path: Path) -> None:
