@@ -78,11 +78,10 @@ def _finish(code: int) -> NoReturn:
 
     The teardown frees every module and object one by one: 2.6 ms of a 100 ms doctor at 50,000
     files (docs/performance.md, "What changed in this version"), for memory the kernel takes
-    back at once.  Nothing a run leaves
-    needs it: its files are closed and renamed into place before the report is printed, its run
-    lock is an flock that closing the descriptor releases, and the early reads are joined by an
-    exit handler.  Where the output cannot be flushed (a closed pipe), the interpreter's own
-    exit reports it, as before.
+    back at once.  Nothing a run leaves needs it: its files are closed and renamed into place
+    before the report is printed, its run lock is an flock that closing the descriptor
+    releases, and the early reads are joined by an exit handler.  Where the output cannot be
+    flushed (a closed pipe), the interpreter's own exit reports it, as before.
     """
     try:
         sys.stdout.flush()

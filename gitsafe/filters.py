@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 import pygit2
 from pygit2.enums import FilterMode
@@ -28,10 +29,7 @@ def smudge(repo: pygit2.Repository, path: str, blob: pygit2.Blob) -> bytes | Non
     ffi.buffer(c_blob)[:] = blob._pointer[:]  # blob stays referenced, so the pointer lives
     buf = ffi.new("git_buf *")
     check_error(C.git_filter_list_apply_to_blob(buf, filters._pointer, c_blob[0]))
-    try:
-        return bytes(ffi.buffer(buf.ptr, buf.size))
-    finally:
-        C.git_buf_dispose(buf)
+    return _taken(buf)
 
 
 def to_odb(repo: pygit2.Repository, path: str, data: bytes) -> bytes:
@@ -47,6 +45,11 @@ def _apply(repo: pygit2.Repository, path: str, data: bytes, mode: FilterMode) ->
         return None
     buf = ffi.new("git_buf *")
     check_error(C.git_filter_list_apply_to_buffer(buf, filters._pointer, data, len(data)))
+    return _taken(buf)
+
+
+def _taken(buf: Any) -> bytes:
+    """The bytes libgit2 filtered into ``buf``, which is then freed."""
     try:
         return bytes(ffi.buffer(buf.ptr, buf.size))
     finally:

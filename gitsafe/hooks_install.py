@@ -94,9 +94,9 @@ def locate(path: str) -> Target:
     """The repository that receives pushes (bare or not) containing ``path``, and its hooks dir."""
     import pygit2
 
-    if not os.path.isdir(path):
-        what = "not a directory" if os.path.exists(path) else "no such directory"
-        raise UsageError(f"cannot change to {path!r}: {what}")
+    from gitsafe.repository import check_directory
+
+    check_directory(path)
     found = pygit2.discover_repository(path)
     if found is None:
         raise UsageError(f"not a git repository (or any parent): {os.path.realpath(path)}")

@@ -133,18 +133,13 @@ def _ntfs_gitmodules(name: bytes) -> bool:
     """git's ``is_ntfs_dotgitmodules`` on a lower-cased last component."""
     if name.startswith(b".gitmodules"):
         rest = name[len(b".gitmodules") :]
-    elif name[:6] == b"gitmod" and name[6:7] == b"~" and name[7:8] in b"1234" and name[7:8]:
+    elif name[:7] == b"gitmod~" and name[7:8] in (b"1", b"2", b"3", b"4"):
         rest = name[8:]
     else:  # the fall-back short name: up to six of "gi7eba", "~", then digits, 8 bytes in all
         head, tilde, tail = name[:8].partition(b"~")
-        if (
-            not tilde
-            or not b"gi7eba".startswith(head)
-            or not tail[:1].isdigit()
-            or tail[:1] == b"0"
-            or not tail.isdigit()
-            or len(name) < 8
-        ):
+        if not tilde or not b"gi7eba".startswith(head) or len(name) < 8:
+            return False
+        if not tail.isdigit() or tail.startswith(b"0"):
             return False
         rest = name[8:]
     rest = rest.split(b":", 1)[0]

@@ -46,11 +46,16 @@ class Checkout:
     commondir: str
 
 
-def open_checkout(path: str) -> Checkout:
-    """Open the work tree containing ``path`` (like ``git -C path``)."""
+def check_directory(path: str) -> None:
+    """Refuse a ``-C`` that names no directory, as ``git -C`` does."""
     if not os.path.isdir(path):
         what = "not a directory" if os.path.exists(path) else "no such directory"
         raise UsageError(f"cannot change to {path!r}: {what}")
+
+
+def open_checkout(path: str) -> Checkout:
+    """Open the work tree containing ``path`` (like ``git -C path``)."""
+    check_directory(path)
     try:
         found = pygit2.discover_repository(path)
     except pygit2.GitError as e:

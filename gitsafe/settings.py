@@ -140,12 +140,6 @@ def parse_bool(text: str, what: str) -> bool:
     raise UsageError(f"{what}: expected one of true/false/yes/no/on/off/1/0, got {text!r}")
 
 
-def _ascii_digits(text: str) -> bool:
-    """Digits 0-9 only: ``str.isdigit`` also takes other scripts' digits and superscripts, which
-    ``int`` then refuses or reads, and git never would."""
-    return text != "" and all("0" <= c <= "9" for c in text)
-
-
 def parse_seconds(text: str, what: str) -> float:
     try:
         if not text.isascii() or "_" in text:  # float() reads "٣" and "1_0" too
@@ -163,14 +157,16 @@ def parse_size(text: str, what: str) -> int:
     raw = text.strip().lower()
     factor = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(raw[-1:], 1)
     digits = raw[:-1] if factor > 1 else raw
-    if not _ascii_digits(digits) or len(digits) > 30:
+    # ASCII only: isdigit() alone takes other scripts' digits and superscripts, as git never would
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 30:
         raise UsageError(f"{what}: expected a size such as 100m, got {text!r}")
     return int(digits) * factor
 
 
 def parse_count(text: str, what: str) -> int:
     digits = text.strip()
-    if not _ascii_digits(digits) or len(digits) > 30:  # int() refuses 4,300 digits and more
+    # ASCII digits, as for sizes; int() refuses 4,300 digits and more
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 30:
         raise UsageError(f"{what}: expected a non-negative whole number, got {text!r}")
     return int(digits)
 
