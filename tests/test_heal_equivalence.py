@@ -387,14 +387,21 @@ def test_a_new_ctime_is_ignored_with_trustctime_false_like_git(
     assert os.access(trees[0] / "README.md", os.X_OK)
 
 
-def test_a_copied_checkout_with_minimal_stat_checks_is_not_rewritten(
-    origin: Origin, tmp_path: Path
-) -> None:
+def _clone_with_notes(origin: Origin, tmp_path: Path, *config: tuple[str, str]) -> Path:
+    """A clone of origin with a two-line text file, and core.autocrlf=true (a rewrite would
+    write that file with CRLF)."""
     write(origin.work, "notes.txt", "one\ntwo\n")
     origin.push("text file")
     deploy = origin.clone(tmp_path / "deploy")
-    git(deploy, "config", "core.checkStat", "minimal")
-    git(deploy, "config", "core.autocrlf", "true")  # a rewrite would write CRLF
+    for name, value in (*config, ("core.autocrlf", "true")):
+        git(deploy, "config", name, value)
+    return deploy
+
+
+def test_a_copied_checkout_with_minimal_stat_checks_is_not_rewritten(
+    origin: Origin, tmp_path: Path
+) -> None:
+    deploy = _clone_with_notes(origin, tmp_path, ("core.checkStat", "minimal"))
     _, healed, _ = heal_and_compare(deploy, tmp_path)  # copies: every inode is new
     assert (healed / "notes.txt").read_bytes() == b"one\ntwo\n"
 
@@ -402,10 +409,7 @@ def test_a_copied_checkout_with_minimal_stat_checks_is_not_rewritten(
 def test_checkout_conversion_enabled_after_checkout_is_applied_like_git(
     origin: Origin, tmp_path: Path
 ) -> None:
-    write(origin.work, "notes.txt", "one\ntwo\n")
-    origin.push("text file")
-    deploy = origin.clone(tmp_path / "deploy")
-    git(deploy, "config", "core.autocrlf", "true")
+    deploy = _clone_with_notes(origin, tmp_path)
     os.utime(deploy / "notes.txt", (1, 1))  # stat-dirty: git's reset rewrites it, with CRLF
     _, healed, _ = heal_and_compare(deploy, tmp_path)
     assert (healed / "notes.txt").read_bytes() == b"one\r\ntwo\r\n"
