@@ -4,7 +4,8 @@
 Generates deploy bases of N tracked files (nested directories of ~50 files each, a .gitignore,
 an ignored ``build/`` directory holding ~N/10 files) as a bare origin plus a clone, caches them
 per size under ``--workdir``, and times, alternating the order run by run, each scenario on a
-fresh copy of its prepared state (the copy is made outside the timed region).
+fresh copy of its prepared state (the copy is made, and flushed to disk, outside the timed
+region).
 
 Scenarios (gitsafe vs git):
 
@@ -487,6 +488,9 @@ def measure(args: argparse.Namespace, t: Template, sc: Scenario, scratch: str) -
             shutil.rmtree(dest, ignore_errors=True)
             sc.prepare(t, dest)
             dirs[side] = dest
+        # The copies (and the last repeat's deletions) reach the disk now, not as writeback
+        # by the kernel's flusher threads, on the CPUs, during the timed runs.
+        os.sync()
         for side, cmds in sides:
             for _ in range(sc.warmup_runs):
                 run = timed(cmds, dirs[side])
