@@ -637,6 +637,16 @@ typedef struct {
     const EVP_MD *sha1; /* fetched once for all threads; NULL: touched files go to Python */
 } Chunk;
 
+/* Reads leave access times alone (O_NOATIME): a preview changes nothing, not even atimes, and
+ * a first read of a fresh copy does not dirty every directory's inode, which made the threads
+ * of a scan queue on the file system's journal.  The kernel allows the flag only to the owner
+ * (or CAP_FOWNER) and answers EPERM otherwise: then the plain open. */
+static int open_quiet(int dirfd, const char *name, int flags) {
+    int fd = openat(dirfd, name, flags | O_NOATIME);
+    if (fd < 0 && errno == EPERM) fd = openat(dirfd, name, flags);
+    return fd;
+}
+
 /* A touched file costs one open and read here, in the stat pass's threads, instead of an
  * interpreter round trip and a hash through libgit2 later: after a build or a restore touched
  * every file, hashing is most of a run. */
@@ -649,7 +659,7 @@ typedef struct {
  * sends the path to the full analysis. */
 static int same_blob(int dirfd, const char *name, const struct stat *s, const unsigned char *oid,
                      const EVP_MD *sha1, EVP_MD_CTX *ctx, unsigned char *buf) {
-    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    int fd = open_quiet(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return 0;
     struct stat f;
     int same = 0;
@@ -1583,7 +1593,8 @@ static int walk_dir(Walk *w, int fd, PyObject *dir, size_t len) {
         if (is_dir) {
             /* Into real directories only, never through a symlink (O_NOFOLLOW). */
             if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) {
-                int sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                int sub =
+                    open_quiet(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (sub < 0 && !not_a_directory(errno)) {
                     PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
                     Py_DECREF(path);
@@ -1625,7 +1636,8 @@ static PyObject *dirs_holding_others(PyObject *self, PyObject *args) {
     PyObject *top = PyUnicode_FromString("");
     PyObject *result = NULL;
     if (w->holding == NULL || top == NULL) goto done;
-    int fd = open(PyBytes_AS_STRING(root), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open_quiet(AT_FDCWD, PyBytes_AS_STRING(root),
+                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         if (not_a_directory(errno))
             result = Py_NewRef(w->holding); /* no top directory: nothing to list */
@@ -1792,7 +1804,8 @@ static void scan_one(Scan *sc, Task task, Task **found, size_t *nfound, size_t *
     memcpy(full, sc->root, sc->root_len);
     full[sc->root_len] = '/';
     memcpy(full + sc->root_len + 1, task.path, task.len + 1);
-    int fd = open(task.len ? full : sc->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open_quiet(AT_FDCWD, task.len ? full : sc->root,
+                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         if (!not_a_directory(errno)) *failed = errno;
         return;

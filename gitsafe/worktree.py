@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import stat as st
+from collections.abc import Iterator
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NOATIME: int = getattr(os, "O_NOATIME", 0)
+
+
+@contextlib.contextmanager
+def _closing_fd(fd: int) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _validate_headref(path: str) -> bool:
@@ -134,18 +147,23 @@ class TreeView:
 
     def listdir(self, path: str) -> list[str]:
         """The names in directory ``path``, sorted (nothing if it is not a real directory)."""
-        if not self.is_dir(path):
+        fd = self._open_dir(path)
+        if fd is None:
             return []
-        return sorted(os.listdir(self.abspath(path)))
+        try:
+            return sorted(os.listdir(fd))
+        finally:
+            os.close(fd)
 
     def listdir_kinds(self, path: str) -> list[tuple[str, str]]:
         """:meth:`listdir` with what each name is ("dir", "link", "file" or "other"), as the
         listing's entry types tell it (an lstat only where the file system does not): git's
         walk of untracked files reads the types the same way."""
-        if not self.is_dir(path):
+        fd = self._open_dir(path)
+        if fd is None:
             return []
         found = []
-        with os.scandir(self.abspath(path)) as listing:
+        with _closing_fd(fd), os.scandir(fd) as listing:
             for entry in listing:
                 if entry.is_dir(follow_symlinks=False):
                     kind = "dir"
@@ -158,3 +176,27 @@ class TreeView:
                 found.append((entry.name, kind))
         found.sort()
         return found
+
+    def _open_dir(self, path: str) -> int | None:
+        """A descriptor to read directory ``path`` through, None if it is not a real directory.
+
+        O_NOFOLLOW: a directory swapped for a symlink since its lstat is not listed.  O_NOATIME:
+        a listing leaves the directory's access time alone (see ``open_quiet`` in _native.c);
+        the kernel refuses the flag with EPERM to whoever does not own the directory.
+        """
+        if not self.is_dir(path):
+            return None
+        full = self.abspath(path)
+        try:
+            try:
+                return os.open(full, _DIR_FLAGS | _NOATIME)
+            except PermissionError:
+                if not _NOATIME:
+                    raise
+                return os.open(full, _DIR_FLAGS)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return None
+            raise

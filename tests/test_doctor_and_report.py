@@ -54,6 +54,44 @@ def test_doctor_changes_no_byte_in_the_work_tree_or_git_directory(
     assert _state(deploy) == before
 
 
+def _age_access_times(root: Path) -> dict[str, int]:
+    """Set every work-tree entry's access time a day before its modification time, so that a
+    read under relatime updates it, and return them by path.  utime also gives each entry a new
+    ctime: every tracked file looks touched, and the stat pass hashes them all."""
+    times = {}
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in ["", *dirs, *files]:
+            full = os.path.join(dirpath, name) if name else dirpath
+            mtime = os.lstat(full).st_mtime_ns
+            os.utime(full, ns=(mtime - 86_400 * 10**9, mtime), follow_symlinks=False)
+            times[os.path.relpath(full, root)] = os.lstat(full).st_atime_ns
+    return times
+
+
+def test_doctor_reads_leave_access_times_alone(origin: Origin, deploy: Path) -> None:
+    """Directory listings and the stat pass's hashing open with O_NOATIME (as root, or as the
+    owner, the kernel allows it)."""
+    control = deploy.parent / "control"
+    control.mkdir()
+    mtime = control.stat().st_mtime_ns
+    os.utime(control, ns=(mtime - 86_400 * 10**9, mtime))
+    before_control = control.stat().st_atime_ns
+    os.listdir(control)
+    if control.stat().st_atime_ns == before_control:
+        pytest.skip("this file system does not update access times on reads (noatime)")
+    _dirty(origin, deploy)
+    before = _age_access_times(deploy)
+    report = gitsafe.doctor(deploy, "origin", "main", exclude=["deploy-hook.log"])
+    assert report.outcome == "would-heal"
+    # Compared with other content through libgit2, as git compares them: the edited file, and
+    # the local commit's file that the target does not have.
+    compared = {"src/config.py", "hotfix.txt"}
+    after = {p: os.lstat(deploy / p).st_atime_ns for p in before}
+    assert sorted(p for p in before if after[p] != before[p] and p not in compared) == []
+    assert len(before) - len(compared) >= 8  # the top, src/, scratch/, README.md, ...
+
+
 def test_doctor_fetch_only_moves_the_remote_tracking_ref(origin: Origin, deploy: Path) -> None:
     _dirty(origin, deploy)
     before = snapshot(deploy, skip_git=False)
