@@ -96,7 +96,12 @@ def choose(repo: pygit2.Repository, remote: str | None, branch: str | None) -> S
 
 @contextlib.contextmanager
 def _preserved(path: str) -> Iterator[None]:
-    """Restore ``path`` (or its absence) afterwards: doctor --fetch must not leave FETCH_HEAD."""
+    """Restore ``path`` (or its absence) afterwards: doctor --fetch must not leave FETCH_HEAD.
+
+    Its bytes come back, not its inode or mtime.  libgit2's ``update_fetchhead = 0`` is no way
+    around it: ``git_remote_update_tips`` truncates FETCH_HEAD before it reads that flag, so
+    the file would be left empty (seen with libgit2 1.9).
+    """
     try:
         with open(path, "rb") as f:
             saved: bytes | None = f.read()
