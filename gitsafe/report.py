@@ -22,10 +22,13 @@ _SCP_LIKE = re.compile(r"^(?P<user>[^@/]+)@(?P<host>[^:/]+):(?P<path>.*)$")
 
 
 def redact_url(url: str | None) -> str | None:
-    """A remote URL safe to print: passwords and tokens in the user part become ``***``.
+    """A remote URL safe to print: passwords and tokens in the user part become ``***``, and so
+    do the values of its query string and its fragment.
 
     ``https://token@host`` carries a secret in the user name, so for http(s) any user info is
-    hidden; ssh user names (``git@host``) are not secrets and stay.
+    hidden; ssh user names (``git@host``) are not secrets and stay.  Some hosts take an access
+    token in the query (``?private_token=...``, a signed ``?X-Amz-Signature=...``): the names
+    stay, to say which parameter was given, the values go.
     """
     if url is None:
         return None
@@ -38,15 +41,26 @@ def redact_url(url: str | None) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return "***"
-    if not parts.netloc or "@" not in parts.netloc:
+    if not parts.netloc:
         return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, has_password, _ = userinfo.partition(":")
-    if has_password:
-        userinfo = f"{user}:***"
-    elif parts.scheme in ("http", "https", "ftp", "ftps"):
-        userinfo = "***"
-    return urlunsplit((parts.scheme, f"{userinfo}@{hostport}", parts.path, parts.query, ""))
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        if has_password:
+            userinfo = f"{user}:***"
+        elif parts.scheme in ("http", "https", "ftp", "ftps"):
+            userinfo = "***"
+        netloc = f"{userinfo}@{hostport}"
+    elif not parts.query and not parts.fragment:
+        return url
+    query = "&".join(_redact_parameter(p) for p in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, "***" if parts.fragment else ""))
+
+
+def _redact_parameter(parameter: str) -> str:
+    name, has_value, _ = parameter.partition("=")
+    return f"{name}=***" if has_value else ("***" if parameter else "")
 
 
 def redact_webhook(url: str | None) -> str | None:

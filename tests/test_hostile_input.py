@@ -277,8 +277,9 @@ def test_unknown_branch_on_the_remote_fails_and_nothing_touched(
     [
         ("https://user:s3cret@127.0.0.1:1/x.git", "s3cret"),
         ("https://TOKEN123@127.0.0.1:1/x.git", "TOKEN123"),
+        ("https://127.0.0.1:1/x.git?private_token=QTOKEN456", "QTOKEN456"),
     ],
-    ids=["password", "token"],
+    ids=["password", "token", "query-token"],
 )
 def test_remote_url_with_credentials_is_redacted_and_nothing_touched(
     origin: Origin, deploy: Path, tmp_path: Path, url: str, secret: str

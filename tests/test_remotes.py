@@ -1001,6 +1001,26 @@ def test_a_proxy_password_in_the_schemeless_form_is_never_shown() -> None:
     assert redact_url("git@github.com:org/repo.git") == "git@github.com:org/repo.git"
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://h.example/r.git?private_token=s3cret",
+            "https://h.example/r.git?private_token=***",
+        ),
+        ("https://h.example/r.git?s3cret", "https://h.example/r.git?***"),
+        ("https://h.example/r.git?a=s3cret&b=2", "https://h.example/r.git?a=***&b=***"),
+        ("https://u:pw@h.example/r.git?t=s3cret#s3cret", "https://u:***@h.example/r.git?t=***#***"),
+        ("https://h.example/r.git", "https://h.example/r.git"),
+        ("ssh://git@h.example/r.git", "ssh://git@h.example/r.git"),
+    ],
+)
+def test_query_values_and_fragments_of_a_remote_url_are_never_shown(url: str, shown: str) -> None:
+    from gitsafe.report import redact_url
+
+    assert redact_url(url) == shown
+
+
 def test_credentials_are_never_sent_to_the_host_a_redirect_points_at(
     origin: Origin, tmp_path: Path, network_env: Path
 ) -> None:
