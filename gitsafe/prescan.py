@@ -126,6 +126,8 @@ class Prescan:
             try:
                 lst = os.fstat(fd)
                 self._start()
+                header = os.pread(fd, 12, 0)  # "DIRC", version, entry count
+                entries = int.from_bytes(header[8:12], "big") if len(header) == 12 else 0
                 found = native.prescan(
                     fd,
                     lst.st_size,
@@ -133,7 +135,7 @@ class Prescan:
                     lst.st_ctime_ns,
                     self.workdir,
                     self._filemode,
-                    accel.threads(),
+                    accel.early_threads(entries),
                 )
             finally:
                 os.close(fd)

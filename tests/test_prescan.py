@@ -205,3 +205,21 @@ def test_what_loads_before_the_reads_start_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/"
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_early_reads_take_twice_the_threads_where_they_outlast_the_imports() -> None:
+    n = accel.threads()
+    assert accel.early_threads(accel.READS_OUTLAST_IMPORTS) == n
+    assert accel.early_threads(accel.READS_OUTLAST_IMPORTS + 1) == 2 * n
+    assert accel.early_threads(0) == n
+
+
+def test_the_early_reads_ask_for_threads_by_the_index_entry_count(
+    deploy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []
+    monkeypatch.setattr(accel, "early_threads", lambda entries: asked.append(entries) or 1)
+    entries = len(git(deploy, "ls-files", "-z").split("\0")) - 1
+    reads = prescan.Prescan(str(deploy), str(deploy / ".git" / "index"), True)
+    assert reads.result() is not None  # one thread reads it all the same
+    assert asked == [entries] and entries > 1
