@@ -17,7 +17,7 @@ from typing import Any
 
 import pygit2
 
-from gitsafe import backup, execute, ignore, locks, prescan, runlock
+from gitsafe import ignore, locks, prescan, runlock
 from gitsafe.errors import GitsafeError, Refused, UsageError
 from gitsafe.index_stat import MODE_GITLINK, IndexSnapshot, read_index
 from gitsafe.plan import (
@@ -372,7 +372,9 @@ def check_report_path(path: str) -> None:
         # The report replaces the file by a rename: a device (/dev/null), a fifo or a socket
         # would be replaced by a plain file.
         raise UsageError(f"report path {path} is not a regular file; gitsafe replaces the file")
-    if not os.access(parent, os.W_OK | os.X_OK) or execute.read_only_mount(parent):
+    from gitsafe.execute import read_only_mount
+
+    if not os.access(parent, os.W_OK | os.X_OK) or read_only_mount(parent):
         raise UsageError(f"report path {path}: directory {parent} is not writable")
 
 
@@ -684,6 +686,9 @@ def _converge(
     recomputed from disk on the next run, so a run stopped anywhere (SIGKILL included) leaves a
     checkout from which the next pull converges.
     """
+    # Here, not at the top: a doctor never needs them (about 2 ms of imports).
+    from gitsafe import backup, execute
+
     repo = co.repo
     early = refusals(co)
     elsewhere = checked_out_elsewhere(co, source.branch)
@@ -803,6 +808,8 @@ def _fetch(
 
 def _our_locks(co: Checkout, source: Source, backup_id: str) -> list[str]:
     """Every lock file the libgit2 calls of one pull may create."""
+    from gitsafe.backup import REF_PREFIX
+
     g, c = co.gitdir, co.commondir
     return [
         os.path.join(g, "index.lock"),
@@ -814,7 +821,7 @@ def _our_locks(co: Checkout, source: Source, backup_id: str) -> list[str]:
         os.path.join(c, "shallow.lock"),
         os.path.join(c, f"refs/heads/{source.branch}.lock"),
         os.path.join(c, f"{source.tracking_ref}.lock"),
-        os.path.join(c, f"{backup.REF_PREFIX}{backup_id}.lock"),
+        os.path.join(c, f"{REF_PREFIX}{backup_id}.lock"),
     ]
 
 

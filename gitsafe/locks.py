@@ -9,7 +9,6 @@ lock is waited for, never removed.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -126,6 +125,8 @@ def write_journal(gitdir: str, paths: list[str]) -> None:
     is dead, so any of these lock files still present and held by no process is provably its
     leftover and goes at once, whatever its age.
     """
+    import json  # the journal is a pull's: a doctor never loads json for it
+
     record = {"pid": os.getpid(), "locks": paths}
     path = os.path.join(gitdir, _JOURNAL)
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -143,6 +144,8 @@ def clear_journal(gitdir: str) -> None:
 
 def recover_journal(gitdir: str) -> list[Lock]:
     """Remove the unheld lock files a killed gitsafe run left (call with the run lock held)."""
+    import json
+
     path = os.path.join(gitdir, _JOURNAL)
     try:
         with open(path) as f:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -151,6 +149,8 @@ class Report:
         }
 
     def to_json_text(self) -> str:
+        import json  # here: a doctor that prints for people never needs it
+
         # ASCII escapes keep non-UTF-8 file names (surrogate escapes) valid JSON everywhere.
         return json.dumps(self.as_json(), indent=2, ensure_ascii=True) + "\n"
 
@@ -160,6 +160,8 @@ def write_atomic(path: str, text: str) -> None:
 
     The rename replaces a symlink at ``path`` rather than writing through it.
     """
+    import tempfile  # here: a doctor that writes no report never needs it
+
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".gitsafe-report-", suffix=".tmp", dir=directory)

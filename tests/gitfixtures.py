@@ -173,7 +173,8 @@ _CLI_PROBE = (
     "try:\n"
     "    main()\n"
     "finally:\n"
-    "    watched = ('gitsafe.transport', 'gitsafe.credentials', 'ctypes', 'ssl')\n"
+    "    watched = ('gitsafe.transport', 'gitsafe.credentials', 'ctypes', 'ssl',\n"
+    "               'gitsafe.backup', 'gitsafe.execute', 'json', 'tempfile')\n"
     "    loaded = sorted(m for m in watched if m in sys.modules)\n"
     "    import pygit2\n"
     "    ca = (pygit2.settings.ssl_cert_file, pygit2.settings.ssl_cert_dir)\n"
@@ -184,7 +185,7 @@ _CLI_PROBE = (
 class CliRun(NamedTuple):
     returncode: int
     stderr: str
-    loaded: list[str]  # of gitsafe.transport, gitsafe.credentials, ctypes and ssl
+    loaded: list[str]  # of the modules _CLI_PROBE watches
     collector: bool  # gc.isenabled() at the end
     ca: tuple[str | None, str | None]  # pygit2.settings.ssl_cert_file, ssl_cert_dir
 

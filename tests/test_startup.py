@@ -19,14 +19,18 @@ def _probe(args: list[str], cwd: Path) -> tuple[int, list[str], bool]:
 
 
 def test_a_doctor_that_does_not_fetch_never_loads_the_transport(deploy: Path) -> None:
+    # Nor what only a pull uses: the backup, the execution, the journal's and the report
+    # file's json and tempfile.
     assert _probe(["doctor", "-e", "deploy-hook.log"], deploy) == (0, [], False)
     code, loaded, _ = _probe(["doctor", "--fetch"], deploy)
-    assert code == 0 and loaded == ["gitsafe.credentials", "gitsafe.transport"]
+    assert code == 0 and {"gitsafe.credentials", "gitsafe.transport"} <= set(loaded)
+    assert not {"gitsafe.backup", "gitsafe.execute"} & set(loaded)
 
 
 def test_a_pull_loads_the_transport_and_runs_without_the_collector(deploy: Path) -> None:
     code, loaded, enabled = _probe(["pull", "origin", "main"], deploy)
     assert code == 0 and "gitsafe.transport" in loaded and not enabled
+    assert {"gitsafe.backup", "gitsafe.execute", "json"} <= set(loaded)
     assert "ssl" not in loaded  # a local remote: no CA store, no ssl (gitsafe/tls.py)
     assert "ctypes" not in loaded  # only an SSH fetch reads its host key through ctypes
     # typer's reading of a line goes through the same entry point
