@@ -637,8 +637,8 @@ typedef struct {
     const EVP_MD *sha1; /* fetched once for all threads; NULL: touched files go to Python */
 } Chunk;
 
-/* Reads leave access times alone (O_NOATIME): a preview changes nothing, not even atimes, and
- * a first read of a fresh copy does not dirty every directory's inode, which made the threads
+/* Reads leave access times alone (O_NOATIME): a preview's own reads change no atime, and a
+ * first read of a fresh copy does not dirty every directory's inode, which made the threads
  * of a scan queue on the file system's journal.  The kernel allows the flag only to the owner
  * (or CAP_FOWNER) and answers EPERM otherwise: then the plain open. */
 static int open_quiet(int dirfd, const char *name, int flags) {

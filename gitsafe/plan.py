@@ -958,6 +958,8 @@ class _Analysis:
             if not self.view.is_dir(d):
                 continue
             names = self.view.listdir(d)
+            if names is None:
+                continue  # no longer a real directory: the walk of untracked paths sees it
             if all(f"{d}/{n}" in deleted or f"{d}/{n}" in removed for n in names):
                 removed.add(d)
         self.reset_rmdirs = removed
@@ -986,7 +988,7 @@ class _Analysis:
                 if not view.is_dir(d):
                     continue
                 prefix = f"{d}/" if d else ""
-                for name in os.listdir(view.abspath(d)):
+                for name in view.listdir(d) or ():
                     path = prefix + name
                     if path not in target_paths and path not in target_dirs and name != ".git":
                         holding.add(d)

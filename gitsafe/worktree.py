@@ -145,11 +145,12 @@ class TreeView:
                 return prefix
         return None
 
-    def listdir(self, path: str) -> list[str]:
-        """The names in directory ``path``, sorted (nothing if it is not a real directory)."""
+    def listdir(self, path: str) -> list[str] | None:
+        """The names in directory ``path``, sorted; None if it is not a real directory (now:
+        one replaced by a symlink since its lstat is not listed as empty)."""
         fd = self._open_dir(path)
         if fd is None:
-            return []
+            return None
         try:
             return sorted(os.listdir(fd))
         finally:
@@ -182,7 +183,8 @@ class TreeView:
 
         O_NOFOLLOW: a directory swapped for a symlink since its lstat is not listed.  O_NOATIME:
         a listing leaves the directory's access time alone (see ``open_quiet`` in _native.c);
-        the kernel refuses the flag with EPERM to whoever does not own the directory.
+        the kernel refuses the flag with EPERM to a reader who neither owns the directory nor
+        has CAP_FOWNER.
         """
         if not self.is_dir(path):
             return None
@@ -190,9 +192,9 @@ class TreeView:
         try:
             try:
                 return os.open(full, _DIR_FLAGS | _NOATIME)
-            except PermissionError:
-                if not _NOATIME:
-                    raise
+            except PermissionError as e:
+                if not _NOATIME or e.errno != errno.EPERM:
+                    raise  # EACCES: unreadable, with the flag or without
                 return os.open(full, _DIR_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
             return None

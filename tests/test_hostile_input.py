@@ -986,3 +986,22 @@ def test_file_locked_with_chattr_immutable_is_refused_and_nothing_changed(
         assert snapshot(deploy) == before
     finally:
         subprocess.run(["chattr", "-i", str(target)], check=False)
+
+
+def test_a_directory_swapped_for_a_symlink_after_its_lstat_is_not_listed(tmp_path: Path) -> None:
+    """The plan's listings never follow a symlink out of the work tree, and a directory that
+    became one since its lstat is "not a directory" (None), not an empty one: an empty listing
+    would let the plan count it among the directories the reset empties, and leave the
+    symlink out of the clean."""
+    from gitsafe.worktree import TreeView
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    write(root, "d/inside.txt", "in\n")
+    write(outside, "secret.txt", "out\n")
+    view = TreeView(str(root))
+    assert view.is_dir("d") and view.listdir("d") == ["inside.txt"]
+    shutil.rmtree(root / "d")
+    (root / "d").symlink_to(outside)
+    assert view.is_dir("d")  # the cached lstat still says so
+    assert view.listdir("d") is None
+    assert view.listdir_kinds("d") == []
