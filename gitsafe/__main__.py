@@ -77,7 +77,7 @@ def _finish(code: int) -> NoReturn:
     interpreter's teardown.
 
     The teardown frees every module and object one by one: 2.6 ms of a 100 ms doctor at 50,000
-    files (docs/performance.md, "What changed in this version"), for memory the kernel takes
+    files (docs/performance.md, "... a quicker exit"), for memory the kernel takes
     back at once.  Nothing a run leaves needs it: its files are closed and renamed into place
     before the report is printed, its run lock is an flock that closing the descriptor
     releases, and the early reads are joined by an exit handler.  Where the output cannot be
