@@ -239,14 +239,9 @@ def _nobody_interpreter() -> tuple[str, str]:
     pytest.skip("no Python interpreter that user nobody can run with this gitsafe and pygit2")
 
 
-def nobody_python(code: str | None = None) -> list[str]:
-    """A command line that runs, as user ``nobody``, the gitsafe CLI (the arguments follow), or
-    the Python ``code``."""
+def nobody_python() -> list[str]:
+    """A command line that runs the gitsafe CLI as user ``nobody`` (the arguments follow)."""
     exe, boot = _nobody_interpreter()
-    if code is None:
-        return (
-            [exe, "-m", "gitsafe"]
-            if not boot
-            else [exe, "-c", boot + "from gitsafe.cli import main; main()"]
-        )
-    return [exe, "-c", boot + code]
+    if not boot:
+        return [exe, "-m", "gitsafe"]
+    return [exe, "-c", boot + "from gitsafe.cli import main; main()"]

@@ -21,13 +21,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 
 import pygit2
 import pytest
-from gitfixtures import git, nobody_python, write
+from gitfixtures import git, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -936,36 +935,38 @@ print(sorted(got) == sorted({{"/".join(f"d{{i}}" for i in range(k)) for k in ran
 
 
 @native
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (runs the scan as nobody)")
-def test_the_scans_read_directories_they_may_not_open_with_o_noatime() -> None:
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+def test_the_scans_read_directories_they_may_not_open_with_o_noatime(tmp_path: Path) -> None:
     """The scans ask for O_NOATIME, which the kernel refuses (EPERM) to a reader who neither
-    owns the directory nor has CAP_FOWNER: they must read it without, not give up (a give-up
-    is correct, through the Python listing, but slow)."""
-    base = Path(tempfile.mkdtemp(prefix="gitsafe-noatime-", dir="/tmp"))
-    try:
-        base.chmod(0o755)
-        root = base / "r"
-        tracked = ["a/b", "a/c/d", "top"]
-        for p in tracked:
-            write(root, p, p)
-        write(root, "a/c/junk", "untracked\n")
-        for dirpath, _dirs, _files in os.walk(root):
-            os.chmod(dirpath, 0o755)
-        (base / "index").write_bytes(_index_bytes(tracked))
-        code = f"""
+    owns the directory nor has CAP_FOWNER (here root without it): they must read it without,
+    not give up (a give-up is correct, through the Python listing, but slow)."""
+    import pwd
+
+    root = tmp_path / "r"
+    tracked = ["a/b", "a/c/d", "top"]
+    for p in tracked:
+        write(root, p, p)
+    write(root, "a/c/junk", "untracked\n")
+    for dirpath, _dirs, _files in os.walk(root):
+        os.chown(dirpath, pwd.getpwnam("nobody").pw_uid, -1)
+    (tmp_path / "index").write_bytes(_index_bytes(tracked))
+    code = f"""
 from gitsafe import accel, index_stat
 from gitsafe.plan import tree_dirs
-parsed = index_stat._parse_native(open({str(base / "index")!r}, "rb").read())
+parsed = index_stat._parse_native(open({str(tmp_path / "index")!r}, "rb").read())
 print(sorted(accel.native.dirs_holding_others({str(root)!r}, parsed[0], tree_dirs({tracked!r}))))
 print(sorted(accel.native.table_dirs_holding_others({str(root)!r}, parsed[0], 2)))
 """
-        proc = subprocess.run(
-            nobody_python(code), user="nobody", capture_output=True, text=True, cwd="/"
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.split("\n")[:2] == ["['a/c']", "['a/c']"]
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    proc = subprocess.run(
+        ["setpriv", "--bounding-set=-fowner", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["['a/c']", "['a/c']"]
 
 
 # -- a target laid over the index ----------------------------------------------------------
