@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import ast
-import functools
 import hashlib
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import sysconfig
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
-
-import pytest
-
-import gitsafe
 
 Snapshot = dict[str, tuple[object, ...]]
 
@@ -205,43 +198,5 @@ def run_cli(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None
     return CliRun(proc.returncode, proc.stderr, loaded, collector, ca)
 
 
-@functools.lru_cache(maxsize=1)
-def _nobody_interpreter() -> tuple[str, str]:
-    """An interpreter user ``nobody`` may run with this gitsafe and pygit2, and the code that
-    must run first in it.
-
-    The venv interpreter when ``nobody`` may execute it; otherwise (a pyenv interpreter under a
-    0700 /root, say) a system interpreter of the same version with the venv's site-packages, which
-    holds the editable gitsafe and the compiled pygit2 for this version.
-    """
-    src_dir = os.path.dirname(gitsafe.__file__)  # the gitsafe under test, wherever it is
-    probe = "import gitsafe, pygit2, typer, rich; print(gitsafe.__file__)"
-    site_dir = sysconfig.get_paths()["purelib"]
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [(sys.executable, "")]
-    for exe in (f"/usr/bin/python{version}", shutil.which(f"python{version}")):
-        if exe and os.path.exists(exe):
-            candidates.append((exe, f"import site; site.addsitedir({site_dir!r}); "))
-    for exe, boot in candidates:
-        try:
-            proc = subprocess.run(
-                [exe, "-c", boot + probe],
-                user="nobody",
-                capture_output=True,
-                text=True,
-                cwd="/",
-                timeout=60,
-            )
-        except OSError:
-            continue
-        if proc.returncode == 0 and proc.stdout.strip().startswith(src_dir):
-            return exe, boot
-    pytest.skip("no Python interpreter that user nobody can run with this gitsafe and pygit2")
-
-
-def nobody_python() -> list[str]:
-    """A command line that runs the gitsafe CLI as user ``nobody`` (the arguments follow)."""
-    exe, boot = _nobody_interpreter()
-    if not boot:
-        return [exe, "-m", "gitsafe"]
-    return [exe, "-c", boot + "from gitsafe.cli import main; main()"]
+# Root less CAP_FOWNER: reads anything, but the kernel refuses it O_NOATIME on others' files.
+WITHOUT_FOWNER = ["setpriv", "--bounding-set=-fowner"]

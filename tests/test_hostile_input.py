@@ -27,6 +27,7 @@ import socket
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,13 +36,13 @@ from typing import Any
 import pygit2
 import pytest
 from gitfixtures import (
+    WITHOUT_FOWNER,
     Origin,
     copy_checkout,
     diff_snapshots,
     git,
     git_sequence,
     heal_and_compare,
-    nobody_python,
     snapshot,
     write,
 )
@@ -62,7 +63,43 @@ UPSTREAM_README = "hello, upstream moved on\n"
 
 
 def _gitsafe_cmd(user: str | None) -> list[str]:
-    return [sys.executable, "-m", "gitsafe"] if user is None else nobody_python()
+    return [sys.executable, "-m", "gitsafe"] if user is None else _nobody_python()
+
+
+@functools.lru_cache(maxsize=1)
+def _nobody_python() -> list[str]:
+    """A command line that runs gitsafe as ``nobody``.
+
+    The venv interpreter when ``nobody`` may execute it; otherwise (a pyenv interpreter under a
+    0700 /root, say) a system interpreter of the same version with the venv's site-packages, which
+    holds the editable gitsafe and the compiled pygit2 for this version.
+    """
+    src_dir = os.path.dirname(gitsafe.__file__)  # the gitsafe under test, wherever it is
+    probe = "import gitsafe, pygit2, typer, rich; print(gitsafe.__file__)"
+    site_dir = sysconfig.get_paths()["purelib"]
+    boot = f"import site; site.addsitedir({site_dir!r}); "
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates: list[tuple[list[str], list[str]]] = [
+        ([sys.executable, "-c", probe], [sys.executable, "-m", "gitsafe"])
+    ]
+    for exe in (f"/usr/bin/python{version}", shutil.which(f"python{version}")):
+        if exe and os.path.exists(exe):
+            candidates.append(
+                (
+                    [exe, "-c", boot + probe],
+                    [exe, "-c", boot + "from gitsafe.cli import main; main()"],
+                )
+            )
+    for probe_cmd, cmd in candidates:
+        try:
+            proc = subprocess.run(
+                probe_cmd, user="nobody", capture_output=True, text=True, cwd="/", timeout=60
+            )
+        except OSError:
+            continue
+        if proc.returncode == 0 and proc.stdout.strip().startswith(src_dir):
+            return cmd
+    pytest.skip("no Python interpreter that user nobody can run with this gitsafe and pygit2")
 
 
 def cli(
@@ -498,39 +535,34 @@ def test_disk_full_mid_pull_fails_with_nothing_lost_and_a_rerun_converges(
             assert content in rescued.get(rel, set()), f"{rel} is in no backup after the rerun"
 
 
-def _dirty_checkout_of_nobody(base: Path) -> tuple[Path, dict[str, str]]:
-    """A dirty checkout under ``base`` owned by ``nobody``, with an origin nobody may fetch
-    from; the environment to run gitsafe as nobody there."""
-    base.chmod(0o755)
-    origin = Origin(base, {"README.md": "hello\n", "src/config.py": "DEBUG = False\n"})
-    deploy = origin.clone(base / "deploy")
-    make_dirty(origin, deploy)
-    home = base / "home"
-    write(
-        home,
-        ".gitconfig",
-        "[user]\n\tname = nobody\n\temail = nobody@gitsafe.invalid\n"
-        f"[safe]\n\tdirectory = {origin.bare}\n",
-    )
-    for dirpath, _dirs, files in os.walk(origin.bare):  # readable by nobody for the fetch
-        os.chmod(dirpath, 0o755)
-        for name in files:
-            os.chmod(os.path.join(dirpath, name), 0o644)
-    chown_tree(deploy, "nobody")
-    chown_tree(home, "nobody")
-    return deploy, {"HOME": str(home), "USER": "nobody"}
-
-
 @needs_root
 def test_file_the_process_may_not_delete_fails_naming_it_and_nothing_touched() -> None:
     base = Path(tempfile.mkdtemp(prefix="gitsafe-perm-", dir="/tmp"))
     try:
-        deploy, env = _dirty_checkout_of_nobody(base)
+        base.chmod(0o755)
+        origin = Origin(base, {"README.md": "hello\n", "src/config.py": "DEBUG = False\n"})
+        deploy = origin.clone(base / "deploy")
+        make_dirty(origin, deploy)
+        home = base / "home"
+        write(
+            home,
+            ".gitconfig",
+            "[user]\n\tname = nobody\n\temail = nobody@gitsafe.invalid\n"
+            f"[safe]\n\tdirectory = {origin.bare}\n",
+        )
+        for dirpath, _dirs, files in os.walk(origin.bare):  # readable by nobody for the fetch
+            os.chmod(dirpath, 0o755)
+            for name in files:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        chown_tree(deploy, "nobody")
+        chown_tree(home, "nobody")
         # Created by root after the chown: nobody cannot delete cache/build.tmp.
         write(deploy, "cache/build.tmp", "made by root\n")
         (deploy / "cache").chmod(0o755)
         before = checkout_state(deploy)
-        proc, data = pull_cli(deploy, cwd=base, user="nobody", env=env)
+        proc, data = pull_cli(
+            deploy, cwd=base, user="nobody", env={"HOME": str(home), "USER": "nobody"}
+        )
         line = assert_one_line_failure(proc, data, 1, "permission denied", "cache/")
         assert "nothing was changed" in line
         assert_unchanged(before, checkout_state(deploy))
@@ -538,7 +570,6 @@ def test_file_the_process_may_not_delete_fails_naming_it_and_nothing_touched() -
         shutil.rmtree(base, ignore_errors=True)
 
 
-WITHOUT_FOWNER = ["setpriv", "--bounding-set=-fowner"]  # root, less the right to O_NOATIME
 needs_setpriv = pytest.mark.skipif(
     not IS_ROOT or shutil.which("setpriv") is None, reason="needs root and setpriv (util-linux)"
 )

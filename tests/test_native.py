@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pygit2
 import pytest
-from gitfixtures import git, write
+from gitfixtures import WITHOUT_FOWNER, git, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -960,7 +960,7 @@ print(sorted(accel.native.dirs_holding_others({str(root)!r}, parsed[0], tree_dir
 print(sorted(accel.native.table_dirs_holding_others({str(root)!r}, parsed[0], 2)))
 """
     proc = subprocess.run(
-        ["setpriv", "--bounding-set=-fowner", sys.executable, "-c", code],
+        [*WITHOUT_FOWNER, sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=False,
