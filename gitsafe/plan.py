@@ -955,11 +955,9 @@ class _Analysis:
         candidates = tree_dirs(deleted)
         removed: set[str] = set()
         for d in sorted(candidates, key=lambda p: p.count("/"), reverse=True):
-            if not self.view.is_dir(d):
-                continue
             names = self.view.listdir(d)
             if names is None:
-                continue  # no longer a real directory: the walk of untracked paths sees it
+                continue  # not a real directory (any more: the walk of untracked paths sees it)
             if all(f"{d}/{n}" in deleted or f"{d}/{n}" in removed for n in names):
                 removed.add(d)
         self.reset_rmdirs = removed
@@ -985,8 +983,6 @@ class _Analysis:
         if holding is None:
             holding = set()
             for d in (*target_dirs, ""):
-                if not view.is_dir(d):
-                    continue
                 prefix = f"{d}/" if d else ""
                 for name in view.listdir(d) or ():
                     path = prefix + name

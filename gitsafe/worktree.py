@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import re
 import stat as st
-from collections.abc import Iterator
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME: int = getattr(os, "O_NOATIME", 0)
-
-
-@contextlib.contextmanager
-def _closing_fd(fd: int) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        os.close(fd)
+_NOT_A_DIRECTORY = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # gone, a file, a symlink
 
 
 def _validate_headref(path: str) -> bool:
@@ -164,17 +155,20 @@ class TreeView:
         if fd is None:
             return []
         found = []
-        with _closing_fd(fd), os.scandir(fd) as listing:
-            for entry in listing:
-                if entry.is_dir(follow_symlinks=False):
-                    kind = "dir"
-                elif entry.is_symlink():
-                    kind = "link"
-                elif entry.is_file(follow_symlinks=False):
-                    kind = "file"
-                else:
-                    kind = "other"
-                found.append((entry.name, kind))
+        try:
+            with os.scandir(fd) as listing:
+                for entry in listing:
+                    if entry.is_dir(follow_symlinks=False):
+                        kind = "dir"
+                    elif entry.is_symlink():
+                        kind = "link"
+                    elif entry.is_file(follow_symlinks=False):
+                        kind = "file"
+                    else:
+                        kind = "other"
+                    found.append((entry.name, kind))
+        finally:
+            os.close(fd)
         found.sort()
         return found
 
@@ -188,17 +182,20 @@ class TreeView:
         """
         if not self.is_dir(path):
             return None
-        full = self.abspath(path)
         try:
-            try:
-                return os.open(full, _DIR_FLAGS | _NOATIME)
-            except PermissionError as e:
-                if not _NOATIME or e.errno != errno.EPERM:
-                    raise  # EACCES: unreadable, with the flag or without
-                return os.open(full, _DIR_FLAGS)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+            return _open_quiet(self.abspath(path), _DIR_FLAGS)
         except OSError as e:
-            if e.errno == errno.ELOOP:
+            if e.errno in _NOT_A_DIRECTORY:
                 return None
             raise
+
+
+def _open_quiet(path: str, flags: int) -> int:
+    """``os.open`` with O_NOATIME, and without it where the kernel refuses it (EPERM), as
+    ``open_quiet`` in _native.c; EACCES (unreadable) fails either way."""
+    try:
+        return os.open(path, flags | _NOATIME)
+    except PermissionError as e:
+        if not _NOATIME or e.errno != errno.EPERM:
+            raise
+        return os.open(path, flags)
